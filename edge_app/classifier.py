@@ -1,0 +1,159 @@
+"""A TFLite image classifier that honours the model contract.
+
+Input scale / zero point are read from the interpreter, never assumed; outputs are
+dequantised and turned into probabilities when they are not already a distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app import metadata, preprocess
+from edge_app.contract import InputSpec, ModelInfo
+from edge_app.errors import MetadataError
+from edge_app.labels import read_labels
+from edge_app.runtime import load_interpreter
+
+# Convention for foreign models without metadata: maps 0..255 to [-1, 1], which a uint8 model
+# with scale 1/127.5 and zero point 128 receives as the raw pixel bytes.
+FOREIGN_MEAN = (127.5, 127.5, 127.5)
+FOREIGN_STD = (127.5, 127.5, 127.5)
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """dtype, scale and zero point of one tensor, as the interpreter reports them."""
+
+    dtype: Any
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return np.issubdtype(self.dtype, np.integer) and self.scale != 0
+
+
+def _tensor_quant(detail: dict[str, Any]) -> TensorQuant:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorQuant(detail["dtype"], float(scale), int(zero_point))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable."""
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Scores that already form a distribution are kept; anything else goes through softmax."""
+    sums = scores.sum(axis=-1)
+    if scores.min() >= 0 and np.allclose(sums, 1.0, atol=0.02):
+        return scores
+    return softmax(scores)
+
+
+class Classifier:
+    """Load a .tflite classifier with its contract and predict class probabilities."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        labels_file: str | Path | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.path = Path(model_path)
+        self.interpreter, self.runtime = load_interpreter(self.path, runtime, threads)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input_quant = _tensor_quant(self._input)
+        self.output_quant = _tensor_quant(self._output)
+        self.info = self._resolve_info(labels_file)
+        n_out = int(self._output["shape"][-1])
+        if len(self.info.labels) != n_out:
+            raise MetadataError(
+                f"{self.path}: {len(self.info.labels)} labels but the model outputs {n_out} scores"
+            )
+        self._batch = 1
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.info.input
+
+    def _resolve_info(self, labels_file: str | Path | None) -> ModelInfo:
+        if labels_file is None:
+            info = metadata.load_info(self.path)
+        else:
+            labels = read_labels(labels_file)
+            try:
+                info = metadata.load_info(self.path).with_changes(labels=labels)
+            except MetadataError:
+                info = self._foreign_info(labels)
+        shape = self._input["shape"]
+        if len(shape) != 4 or (int(shape[1]), int(shape[2])) != (info.input.height, info.input.width):
+            raise MetadataError(
+                f"{self.path}: metadata says input {info.input.height}x{info.input.width} "
+                f"but the model's input tensor is {list(shape)}"
+            )
+        return info
+
+    def _foreign_info(self, labels: tuple[str, ...]) -> ModelInfo:
+        shape = self._input["shape"]
+        if len(shape) != 4 or int(shape[3]) != 3:
+            raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC RGB image")
+        quant = "int8" if self.input_quant.quantized else "float32"
+        spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
+        return ModelInfo(labels=labels, input=spec, quantization=quant, architecture="foreign")
+
+    def _set_batch(self, n: int) -> None:
+        if n == self._batch:
+            return
+        shape = [n, *[int(d) for d in self._input["shape"][1:]]]
+        self.interpreter.resize_tensor_input(self._input["index"], shape)
+        self.interpreter.allocate_tensors()
+        self._batch = n
+
+    def _batchable(self) -> bool:
+        signature = self._input.get("shape_signature")
+        return signature is not None and len(signature) > 0 and int(signature[0]) == -1
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Normalised float32 inputs (N, H, W, 3) -> probabilities (N, classes)."""
+        if x.ndim == 3:
+            x = x[None]
+        step = batch_size if self._batchable() else 1
+        out = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            self._set_batch(len(chunk))
+            out.append(self._invoke(chunk))
+        return as_probabilities(np.concatenate(out, axis=0))
+
+    def _invoke(self, chunk: np.ndarray) -> np.ndarray:
+        q_in = self.input_quant
+        if q_in.quantized:
+            tensor = preprocess.quantize(chunk, q_in.scale, q_in.zero_point, q_in.dtype)
+        else:
+            tensor = chunk.astype(q_in.dtype, copy=False)
+        self.interpreter.set_tensor(self._input["index"], tensor)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._output["index"])
+        q_out = self.output_quant
+        if q_out.quantized:
+            return preprocess.dequantize(raw, q_out.scale, q_out.zero_point)
+        return raw.astype(np.float32, copy=False)
+
+    def classify(self, image: np.ndarray, color: str = "BGR", top_k: int = 5) -> list[tuple[str, float]]:
+        """One uint8 image in `color` order -> the top-k (label, probability) pairs."""
+        probs = self.predict(preprocess.prepare(image, self.spec, color))[0]
+        order = np.argsort(-probs)[: max(1, top_k)]
+        return [(self.labels[i], float(probs[i])) for i in order]

@@ -1,0 +1,1 @@
+"""edgeclf's host-side trainer (TensorFlow/Keras): data, augmentation, architectures, fit, reports."""

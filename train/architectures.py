@@ -1,0 +1,71 @@
+"""Architectures by name. Adding one is one function here and one line in ARCHITECTURES."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edge_app.errors import EdgeClfError
+
+
+def _keras() -> Any:
+    from edge_app.errors import require
+
+    return require("keras", "train")
+
+
+def tutorial_cnn(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """The tutorial's network exactly: Conv32-Pool-Conv64-Pool-Dense128-Dense(n) (softmax)."""
+    keras = _keras()
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(n_classes, activation="softmax"),
+        ],
+        name="tutorial_cnn",
+    )
+
+
+def _conv_bn(x: Any, filters: int, stride: int = 1, relu: bool = True) -> Any:
+    layers = _keras().layers
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x) if relu else x
+
+
+def resnet8(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """MLPerf Tiny's ResNet-8 shape (16-32-64 residual stages, ~78k params), ReLU + batch norm."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape)
+    x = _conv_bn(inputs, 16)
+    for filters, stride in ((16, 1), (32, 2), (64, 2)):
+        y = _conv_bn(x, filters, stride)
+        y = _conv_bn(y, filters, 1, relu=False)
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_initializer="he_normal")(x)
+            x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet8")
+
+
+ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
+    "tutorial_cnn": tutorial_cnn,
+    "resnet8": resnet8,
+}
+
+
+def build(name: str, input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Build the named architecture, or a one-line error listing the known names."""
+    if name not in ARCHITECTURES:
+        raise EdgeClfError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name](input_shape, n_classes)

@@ -1,0 +1,39 @@
+"""Training-time augmentation, applied in the tf.data pipeline: never part of the exported model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_app.contract import InputSpec
+from edge_app.errors import EdgeClfError
+
+AUGMENTATIONS = ("flip", "crop", "rotate", "zoom", "brightness")
+DEFAULT_AUGMENT = ("flip", "crop")
+
+
+def parse(text: str) -> tuple[str, ...]:
+    """'flip,crop' -> ('flip', 'crop'); 'none' or '' -> (); unknown names are an error."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise EdgeClfError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+    return names
+
+
+def build(names: tuple[str, ...], spec: InputSpec, seed: int) -> Any | None:
+    """A Keras Sequential of the chosen random layers, or None when there are none."""
+    if not names:
+        return None
+    import keras
+
+    layers = keras.layers
+    low, high = spec.value_range
+    makers = {
+        "flip": lambda: layers.RandomFlip("horizontal", seed=seed),
+        # up to 1/8 of the side: the classic pad-4-and-crop on 32x32 images
+        "crop": lambda: layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1),
+        "rotate": lambda: layers.RandomRotation(15 / 360, fill_mode="reflect", seed=seed + 2),
+        "zoom": lambda: layers.RandomZoom(0.15, fill_mode="reflect", seed=seed + 3),
+        "brightness": lambda: layers.RandomBrightness(0.15, value_range=(low, high), seed=seed + 4),
+    }
+    return keras.Sequential([makers[n]() for n in names], name="augment")

@@ -1,0 +1,98 @@
+"""`edgeclf train` / `python -m train`: parse options, train, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_app.cli import guarded
+from edge_app.errors import EdgeClfError
+from train import augment
+from train.architectures import ARCHITECTURES
+from train.data import DataSpec
+from train.fit import OPTIMIZERS, SCHEDULES, TrainConfig
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m train",
+        description="Train an image classifier on CIFAR-10 or on a folder of images (<root>/<class>/*.jpg, "
+        "optionally under train/ and test/). Writes a run folder for `edgeclf convert`.",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="cifar10", help="'cifar10' or a path to an image folder (default cifar10)")
+    data.add_argument("--data-dir", help="offline CIFAR-10 copy as an image folder, e.g. ../shared/datasets/cifar10-jpeg")
+    data.add_argument("--image-size", type=int, default=32, help="model input side in pixels (default 32)")
+    data.add_argument("--resize", choices=["stretch", "center_crop"], default="stretch", help="how images are fitted")
+    data.add_argument("--val-split", type=float, default=0.1, help="fraction of training data for validation")
+    data.add_argument("--test-split", type=float, default=0.2, help="test fraction when the folder has no test/")
+    data.add_argument("--limit", type=int, help="use at most N training and N test images (smoke runs)")
+    data.add_argument("--cache-dir", help="where decoded arrays are cached (default ~/.cache/edgeclf)")
+    model = parser.add_argument_group("model and optimisation")
+    model.add_argument("--arch", default="tutorial_cnn", choices=sorted(ARCHITECTURES), help="architecture")
+    model.add_argument("--epochs", type=int, default=20)
+    model.add_argument("--batch-size", type=int, default=64)
+    model.add_argument("--learning-rate", type=float, default=1e-3)
+    model.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    model.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
+    model.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up before the cosine schedule")
+    model.add_argument("--weight-decay", type=float, default=0.0)
+    model.add_argument("--label-smoothing", type=float, default=0.0)
+    model.add_argument(
+        "--augment",
+        default=",".join(augment.DEFAULT_AUGMENT),
+        help=f"comma list of {','.join(augment.AUGMENTATIONS)}, or 'none' (default flip,crop)",
+    )
+    model.add_argument("--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)")
+    model.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="run folder (default runs/<arch>)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Turn parsed options into a TrainConfig."""
+    spec = DataSpec(
+        data=args.data,
+        data_dir=args.data_dir,
+        image_size=args.image_size,
+        resize=args.resize,
+        val_split=args.val_split,
+        test_split=args.test_split,
+        limit=args.limit,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    return TrainConfig(
+        data=spec,
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        augment=augment.parse(args.augment),
+        patience=args.patience,
+        out=args.out or f"runs/{args.arch}",
+    )
+
+
+@guarded
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Train a model and write its run folder."""
+    args = build_parser(prog).parse_args(argv)
+    config = config_from_args(args)
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise EdgeClfError(f"run folder {out} already exists; pass --force to overwrite or choose --out")
+    from train.fit import train_model, validate
+    from train.report import summary
+
+    validate(config)
+    result = train_model(config)
+    print(summary(result))
+    return 0

@@ -1,0 +1,199 @@
+"""Fit a model: seeded, validation-driven checkpoint selection, early stopping, test metrics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app import files, metrics, preprocess
+from edge_app.contract import InputSpec, ModelInfo
+from edge_app.errors import EdgeClfError, require
+from train import architectures, augment, report
+from train.data import DataSpec, Splits, load_splits
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (stored in run.json)."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    arch: str = "tutorial_cnn"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: tuple[str, ...] = augment.DEFAULT_AUGMENT
+    patience: int = 5
+    out: str = "runs/latest"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["augment"] = list(self.augment)
+        return out
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    info: ModelInfo
+    test: dict[str, Any]
+    best_epoch: int
+    best_val_accuracy: float
+    epochs_run: int
+    train_seconds: float
+    images_per_second: float
+
+
+def input_spec_for(config: TrainConfig) -> InputSpec:
+    """The contract's input for a run: RGB, 0..255 scaled to 0..1, the run's size and resize mode."""
+    size = config.data.image_size
+    return InputSpec(size, size, "RGB", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), config.data.resize)
+
+
+def _optimizer(keras: Any, config: TrainConfig, steps_per_epoch: int) -> Any:
+    lr: Any = config.learning_rate
+    if config.schedule == "cosine":
+        total = max(1, config.epochs * steps_per_epoch)
+        warm = min(total - 1, config.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate / 10 if warm else config.learning_rate,
+            decay_steps=total - warm,
+            warmup_target=config.learning_rate if warm else None,
+            warmup_steps=warm,
+        )
+    wd = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr, weight_decay=wd)
+
+
+def _best_checkpoint(keras: Any, patience: int) -> Any:
+    class BestCheckpoint(keras.callbacks.Callback):
+        """Keep the weights of the best validation accuracy; stop after `patience` epochs without gain."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best, self.best_epoch, self.weights = -1.0, 0, None
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            acc = float((logs or {}).get("val_accuracy", 0.0))
+            if acc > self.best:
+                self.best, self.best_epoch, self.weights = acc, epoch + 1, self.model.get_weights()
+            elif patience and epoch + 1 - self.best_epoch >= patience:
+                print(f"early stop: no validation gain for {patience} epochs", file=sys.stderr)
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
+    return BestCheckpoint()
+
+
+def _dataset(tf: Any, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, aug: Any, seed: int) -> Any:
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    if aug is not None:
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def validate(config: TrainConfig) -> None:
+    """Reject impossible settings before any data is loaded."""
+    checks = [
+        (config.epochs >= 1, "--epochs must be at least 1"),
+        (config.batch_size >= 1, "--batch-size must be at least 1"),
+        (config.learning_rate > 0, "--learning-rate must be positive"),
+        (0 < config.data.val_split < 1, "--val-split must be between 0 and 1"),
+        (0 < config.data.test_split < 1, "--test-split must be between 0 and 1"),
+        (config.data.limit is None or config.data.limit >= 20, "--limit must be at least 20"),
+        (config.data.image_size >= 8, "--image-size must be at least 8"),
+        (0 <= config.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
+        (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise EdgeClfError(message)
+    if config.arch not in architectures.ARCHITECTURES:
+        architectures.build(config.arch, (8, 8, 3), 2)  # raises the one-line error
+
+
+def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int | None = None) -> TrainResult:
+    """Train `config.arch` on the configured data and write the run folder `config.out`."""
+    validate(config)
+    tf = require("tensorflow", "train")
+    keras = require("keras", "train")
+    out = Path(config.out)
+    keras.utils.set_random_seed(config.data.seed)
+    splits = splits or load_splits(config.data)
+    spec = input_spec_for(config)
+    n_classes = len(splits.classes)
+    x_train = preprocess.normalize(splits.train.images, spec)
+    x_val = preprocess.normalize(splits.val.images, spec)
+    model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes)
+    steps = int(np.ceil(len(x_train) / config.batch_size))
+    model.compile(
+        optimizer=_optimizer(keras, config, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    aug = augment.build(config.augment, spec, config.data.seed)
+    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, config.batch_size, aug, config.data.seed)
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(splits.val.labels, n_classes))).batch(256)
+    best = _best_checkpoint(keras, config.patience)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    print(
+        f"training {config.arch} ({params:,} params) on {splits.source}: "
+        f"{len(x_train)} train / {len(x_val)} val / {len(splits.test)} test images, {n_classes} classes",
+        file=sys.stderr,
+    )
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[best], verbose=verbose, shuffle=False)
+    seconds = time.perf_counter() - start
+    epochs_run = len(history.history.get("loss", []))
+    probs = model.predict(preprocess.normalize(splits.test.images, spec), batch_size=256, verbose=0)
+    test = metrics.classification_report(probs, splits.test.labels, splits.classes)
+    info = ModelInfo(
+        labels=splits.classes,
+        input=spec,
+        quantization="float32",
+        architecture=config.arch,
+        params=params,
+        dataset=splits.source,
+        metrics={"test_accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "n": test["n"]},
+    )
+    result = TrainResult(
+        out=out,
+        info=info,
+        test=test,
+        best_epoch=best.best_epoch,
+        best_val_accuracy=best.best,
+        epochs_run=epochs_run,
+        train_seconds=seconds,
+        images_per_second=epochs_run * len(x_train) / seconds if seconds > 0 else 0.0,
+    )
+    files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
+    report.write_run(out, config, result, history.history)
+    return result
+
+
+def _save_keras(model: Any, tmp: Path) -> None:
+    # Keras insists on the .keras suffix, which the temp name keeps.
+    model.save(tmp)

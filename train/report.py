@@ -1,0 +1,124 @@
+"""The run folder: run.json, metrics.json, history.csv, curves.png, confusion.png, and the summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_app import files
+
+if TYPE_CHECKING:
+    from train.fit import TrainConfig, TrainResult
+
+RUN_FILE = "run.json"
+
+
+def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict[str, list[float]]) -> None:
+    """Write every artefact of a finished run into `out`, each atomically."""
+    files.write_json(
+        out / RUN_FILE,
+        {
+            "config": config.to_dict(),
+            "model_info": result.info.to_dict(),
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            "epochs_run": result.epochs_run,
+            "train_seconds": round(result.train_seconds, 1),
+            "images_per_second": round(result.images_per_second, 1),
+        },
+    )
+    files.write_json(
+        out / "metrics.json",
+        {"split": "test", "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, **result.test},
+    )
+    files.write_text(out / "history.csv", history_csv(history))
+    plot_curves(history, out / "curves.png")
+    plot_confusion(result.test["confusion_matrix"], result.info.labels, out / "confusion.png")
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """One row per epoch: epoch, then every logged metric."""
+    keys = sorted(history)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for i in range(len(history[keys[0]]) if keys else 0):
+        writer.writerow([i + 1, *(f"{history[k][i]:.6g}" for k in keys)])
+    return buf.getvalue()
+
+
+def _pyplot() -> Any:
+    from edge_app.errors import require
+
+    matplotlib = require("matplotlib", "train")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Loss and accuracy per epoch, training and validation."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=("validation " if prefix else "train ") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], labels: tuple[str, ...], path: Path) -> None:
+    """Confusion matrix heat map with counts (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    n = len(labels)
+    size = max(4.0, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = max(max(row) for row in matrix) or 1
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                colour = "white" if matrix[i][j] > peak / 2 else "black"
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7, color=colour)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def summary(result: TrainResult) -> str:
+    """The one-screen summary printed at the end of a run."""
+    t = result.test
+    worst = sorted(t["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    lines = [
+        f"run        {result.out}",
+        f"model      {result.info.architecture}, {result.info.params:,} trainable params, input "
+        f"{result.info.input.height}x{result.info.input.width}",
+        f"data       {result.info.dataset}",
+        f"training   {result.epochs_run} epochs in {result.train_seconds:.0f} s "
+        f"({result.images_per_second:.0f} images/s); best epoch {result.best_epoch} "
+        f"(validation accuracy {result.best_val_accuracy:.4f})",
+        f"test       accuracy {t['accuracy']:.4f}"
+        + (f", top-5 {t['top5']:.4f}" if "top5" in t else "")
+        + f", macro precision {t['macro_precision']:.4f} recall {t['macro_recall']:.4f} F1 {t['macro_f1']:.4f}"
+        + f" on {t['n']} images",
+        "weakest    " + ", ".join(f"{name} F1 {m['f1']:.3f}" for name, m in worst),
+        "files      model.keras run.json metrics.json history.csv curves.png confusion.png",
+        f"next       edgeclf convert {result.out} --quantize int8",
+    ]
+    return "\n".join(lines)
