@@ -1,0 +1,1 @@
+"""edgeclf's converter: Keras -> .tflite in float32 / float16 / dynamic / int8, verified against Keras."""

@@ -1,0 +1,61 @@
+"""`edgeclf convert` / `python -m convert`: Keras -> .tflite with verification against Keras."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from convert.modes import IO_TYPES, QUANT_MODES
+from edge_app.cli import guarded
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    modes_help = "; ".join(f"{m.name}: {m.description}" for m in QUANT_MODES.values())
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m convert",
+        description="Convert a trained run (or a .keras file) to .tflite, verify it against the Keras model on the "
+        "test split in the TFLite runtime, and write it with its metadata (embedded and as a JSON sidecar).",
+    )
+    parser.add_argument("source", help="a run folder from `edgeclf train`, or a .keras / .h5 file")
+    parser.add_argument("--quantize", default="int8", choices=list(QUANT_MODES), help=modes_help)
+    parser.add_argument("--out", help="output .tflite (default: <run>/<arch>_<mode>.tflite)")
+    parser.add_argument("--io", choices=IO_TYPES, help="input/output type for int8 (default int8)")
+    parser.add_argument("--calibration", type=int, default=300, help="training images used to calibrate int8 (default 300)")
+    parser.add_argument("--eval-limit", type=int, help="verify on the first N test images only (default: all)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="largest accepted accuracy loss in points (default 1.0)")
+    parser.add_argument("--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    data = parser.add_argument_group("data (default: the run's own data, from run.json)")
+    data.add_argument("--data", help="'cifar10' or an image folder, for a Keras file without run.json")
+    data.add_argument("--data-dir", help="offline CIFAR-10 image-folder copy")
+    data.add_argument("--image-size", type=int, help="image side the model expects (default: the model's input)")
+    return parser
+
+
+@guarded
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Convert, verify, write, print the accuracy report."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.eval_limit is not None and args.eval_limit < 1:
+        parser.error("--eval-limit must be at least 1")
+    from convert.pipeline import convert, report
+    from train.data import DataSpec
+
+    data = None
+    if args.data or args.data_dir:
+        data = DataSpec(data=args.data or "cifar10", data_dir=args.data_dir, image_size=args.image_size or 32)
+    result = convert(
+        args.source,
+        args.quantize,
+        out=args.out,
+        io=args.io,
+        calibration=args.calibration,
+        data=data,
+        eval_limit=args.eval_limit,
+        max_drop=args.max_drop,
+        allow_drop=args.allow_drop,
+        force=args.force,
+    )
+    print(report(result))
+    return 0

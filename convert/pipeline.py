@@ -1,0 +1,189 @@
+"""`convert()`: load a run or Keras file, convert, verify against Keras, write .tflite + sidecar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert import modes
+from convert.tflite import to_tflite
+from convert.verify import Verification, verify
+from edge_app import metadata, preprocess
+from edge_app.contract import InputSpec, ModelInfo
+from edge_app.errors import EdgeClfError, MetadataError, require
+from train.data import DataSpec, load_splits
+
+RUN_FILE = "run.json"
+KERAS_SUFFIXES = (".keras", ".h5")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    path: Path
+    info: ModelInfo
+    verification: Verification
+    keras_bytes: int
+    tflite_bytes: int
+
+
+def resolve_source(source: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """(Keras file, run.json contents or None) for a run folder or a Keras file."""
+    source = Path(source)
+    if source.is_dir():
+        model = source / "model.keras"
+        if not model.is_file():
+            raise EdgeClfError(f"{source} is not a run folder (no model.keras in it)")
+    elif source.is_file():
+        if source.suffix not in KERAS_SUFFIXES:
+            raise EdgeClfError(f"{source} is not a Keras model (expected a run folder, .keras or .h5)")
+        model = source
+    else:
+        raise EdgeClfError(f"no such run folder or Keras file: {source}")
+    run_file = model.parent / RUN_FILE
+    if not run_file.is_file():
+        return model, None
+    try:
+        return model, json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgeClfError(f"{run_file} is unreadable: {exc}") from None
+
+
+def load_keras(path: Path) -> Any:
+    """Load a Keras model, or a one-line error when the file is not one."""
+    keras = require("keras", "train")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - corrupt zips, wrong formats, missing layers
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise EdgeClfError(f"{path} could not be loaded as a Keras model: {first}") from None
+
+
+def _base_info(model: Any, run: dict[str, Any] | None, data: DataSpec) -> ModelInfo:
+    if run is not None:
+        try:
+            return ModelInfo.from_dict(run["model_info"])
+        except (KeyError, MetadataError) as exc:
+            raise EdgeClfError(f"run.json has no usable model_info: {exc}") from None
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 3 or shape[1] is None:
+        raise EdgeClfError(f"model input {shape} is not a fixed-size RGB image")
+    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    spec = InputSpec(int(shape[1]), int(shape[2]), resize=data.resize)
+    return ModelInfo(labels=("?",), input=spec, architecture=model.name, params=params, dataset=str(data.data))
+
+
+def default_out(model_path: Path, info: ModelInfo, mode: str) -> Path:
+    """`<run>/<arch>_<mode>.tflite` for a run, `<stem>_<mode>.tflite` beside a lone Keras file."""
+    stem = info.architecture if model_path.name == "model.keras" else model_path.stem
+    return model_path.parent / f"{stem}_{mode}.tflite"
+
+
+def convert(
+    source: str | Path,
+    mode_name: str = "int8",
+    out: str | Path | None = None,
+    io: str | None = None,
+    calibration: int = 300,
+    data: DataSpec | None = None,
+    eval_limit: int | None = None,
+    max_drop: float = 1.0,
+    allow_drop: bool = False,
+    force: bool = False,
+) -> ConvertResult:
+    """Convert, verify and write a .tflite with its contract. Raises EdgeClfError on any refusal."""
+    mode, io = modes.get(mode_name, io)
+    if calibration < 1:
+        raise EdgeClfError("--calibration must be at least 1")
+    model_path, run = resolve_source(source)
+    if data is None:
+        if run is None:
+            raise EdgeClfError(f"{model_path} has no run.json beside it; pass --data (and --data-dir) for its data")
+        data = DataSpec.from_dict(run["config"]["data"])
+    model = load_keras(model_path)
+    info = _base_info(model, run, data)
+    target = Path(out) if out else default_out(model_path, info, mode.name)
+    if target.suffix != ".tflite":
+        raise EdgeClfError(f"--out must end in .tflite, got {target}")
+    if target.exists() and not force:
+        raise EdgeClfError(f"{target} exists; pass --force to overwrite")
+    splits = load_splits(data)
+    if run is None:
+        info = info.with_changes(labels=splits.classes)
+    elif tuple(info.labels) != splits.classes:
+        raise EdgeClfError(f"the data's classes {list(splits.classes)} differ from the model's labels {list(info.labels)}")
+    n_out = int(model.output_shape[-1])
+    if n_out != len(info.labels):
+        raise EdgeClfError(f"the model outputs {n_out} scores but the data has {len(info.labels)} classes")
+    spec = info.input
+    train_images = splits.train.images
+    if (train_images.shape[1], train_images.shape[2]) != (spec.height, spec.width):
+        raise EdgeClfError(f"data images are {train_images.shape[1:3]}, the model wants {spec.height}x{spec.width}")
+    rng = np.random.default_rng(data.seed)
+    pick = np.sort(rng.choice(len(train_images), size=min(calibration, len(train_images)), replace=False))
+    calib = preprocess.normalize(train_images[pick], spec) if mode.calibrated else None
+    test = splits.test if eval_limit is None else splits.test.subset(np.arange(min(eval_limit, len(splits.test))))
+    x_test = preprocess.normalize(test.images, spec)
+    print(f"converting {model_path} -> {mode.name} (io {io})" + (f", {len(pick)} calibration images" if calib is not None else ""),
+          file=sys.stderr)
+    tflite_bytes = to_tflite(model, mode, io, calib)
+    keras_probs = model.predict(x_test, batch_size=256, verbose=0)
+    info = info.with_changes(quantization=mode.name, metrics={})
+    check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
+    keras_bytes = model_path.stat().st_size
+    info = info.with_changes(metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, len(pick) if calib is not None else 0))
+    if check.drop_points > max_drop and not allow_drop:
+        raise EdgeClfError(
+            f"{mode.name} accuracy {check.tflite['accuracy']:.4f} is {check.drop_points:.2f} points below Keras "
+            f"{check.keras['accuracy']:.4f} (more than --max-drop {max_drop}); nothing written, pass --allow-drop to keep it"
+        )
+    metadata.write_model(target, tflite_bytes, info)
+    return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)
+
+
+def _metrics(check: Verification, tflite_bytes: int, keras_bytes: int, io: str, calibration: int) -> dict[str, Any]:
+    t, k = check.tflite, check.keras
+    out = {
+        "split": "test",
+        "n": check.n,
+        "test_accuracy": round(t["accuracy"], 5),
+        "macro_precision": round(t["macro_precision"], 5),
+        "macro_recall": round(t["macro_recall"], 5),
+        "macro_f1": round(t["macro_f1"], 5),
+    }
+    if "top5" in t:
+        out["top5"] = round(t["top5"], 5)
+    out.update(
+        {
+            "keras_accuracy": round(k["accuracy"], 5),
+            "keras_macro_f1": round(k["macro_f1"], 5),
+            "accuracy_drop_points": round(check.drop_points, 3),
+            "agreement_vs_keras": round(check.agreement, 5),
+            "tflite_bytes": tflite_bytes,
+            "keras_bytes": keras_bytes,
+            "io": io,
+            "calibration_images": calibration,
+            "runtime": check.runtime,
+        }
+    )
+    return out
+
+
+def report(result: ConvertResult) -> str:
+    """The accuracy / size report printed after a conversion."""
+    m = result.info.metrics
+    q = result.info.quantization
+    lines = [
+        f"wrote      {result.path} (+ {metadata.sidecar_path(result.path).name})",
+        f"model      {result.info.architecture}, {q}, io {m['io']}, {len(result.info.labels)} labels",
+        f"{'':16}{'accuracy':>10}{'macro F1':>10}{'bytes':>12}",
+        f"{'keras file':<16}{m['keras_accuracy']:>10.4f}{m['keras_macro_f1']:>10.4f}{m['keras_bytes']:>12,}",
+        f"{q + ' tflite':<16}{m['test_accuracy']:>10.4f}{m['macro_f1']:>10.4f}{result.tflite_bytes:>12,}",
+        f"change     {0.0 - m['accuracy_drop_points'] + 0.0:+.2f} points accuracy, top-1 agreement {m['agreement_vs_keras']:.4f}, "
+        f"size x{result.tflite_bytes / max(1, m['keras_bytes']):.2f} ({m['n']} {m['split']} images, {m['runtime']})",
+    ]
+    return "\n".join(lines)
