@@ -1,0 +1,97 @@
+"""Shared fixtures: synthetic colour data, a tiny trained Keras model, its conversions, image folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
+COLOURS = ("red", "green", "blue")
+
+
+def colour_images(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 images whose dominant channel is the class: easy to learn, confident outputs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    images = rng.integers(0, 90, size=(n, size, size, 3)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, :, :, label] = rng.integers(150, 255, size=(size, size))
+    return images, labels.astype(np.int64)
+
+
+def write_image_folder(root: Path, per_class: int = 12, size: int = 16, seed: int = 0) -> Path:
+    """<root>/train/<colour>/*.png and <root>/test/<colour>/*.png from colour_images."""
+    import cv2
+
+    for split, offset in (("train", 0), ("test", 100)):
+        images, labels = colour_images(per_class * 6, size, seed + offset)
+        counts = dict.fromkeys(range(3), 0)
+        for image, label in zip(images, labels):
+            if counts[label] >= per_class:
+                continue
+            folder = root / split / COLOURS[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{counts[label]:03d}.png"), image[:, :, ::-1])
+            counts[label] += 1
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_model(tmp_path_factory):
+    """A small CNN trained for a few seconds on colour_images; saved as .keras."""
+    import keras
+
+    from edge_app import preprocess
+    from edge_app.contract import InputSpec
+
+    keras.utils.set_random_seed(1)
+    spec = InputSpec(16, 16)
+    x, y = colour_images(600, 16, seed=1)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 3, activation="relu"),  # 1,152 weights: enough for dynamic-range quantization
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ],
+        name="tiny",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(preprocess.normalize(x, spec), y, epochs=8, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    model.save(path)
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_keras_model, tmp_path_factory):
+    """The tiny model converted in every mode, written with metadata: {mode: path}."""
+    from convert import modes
+    from convert.tflite import to_tflite
+    from edge_app import metadata, preprocess
+    from edge_app.contract import InputSpec, ModelInfo
+
+    model, _ = tiny_keras_model
+    spec = InputSpec(16, 16)
+    calib = preprocess.normalize(colour_images(100, 16, seed=2)[0], spec)
+    out = tmp_path_factory.mktemp("tflite")
+    paths = {}
+    for name in modes.QUANT_MODES:
+        mode, io = modes.get(name)
+        data = to_tflite(model, mode, io, calib)
+        info = ModelInfo(labels=COLOURS, input=spec, quantization=name, architecture="tiny", params=model.count_params())
+        paths[name] = metadata.write_model(out / f"tiny_{name}.tflite", data, info)
+    return paths
+
+
+@pytest.fixture()
+def colour_folder(tmp_path):
+    return write_image_folder(tmp_path / "colours")

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from convert import modes
+from edge_app import metrics, preprocess
+from edge_app.classifier import Classifier
+from edge_app.contract import InputSpec
+from edge_app.errors import EdgeClfError
+from tests.conftest import colour_images
+
+EXPECTED_IO = {"float32": np.float32, "float16": np.float32, "dynamic": np.float32, "int8": np.int8}
+
+
+@pytest.mark.parametrize("mode", list(modes.QUANT_MODES))
+def test_every_mode_runs_in_the_runtime_and_agrees_with_keras(mode, converted, tiny_keras_model):
+    model, _ = tiny_keras_model
+    clf = Classifier(converted[mode])
+    assert clf.input_quant.dtype == EXPECTED_IO[mode]
+    assert clf.output_quant.dtype == EXPECTED_IO[mode]
+    x, y = colour_images(200, 16, seed=9)
+    xn = preprocess.normalize(x, InputSpec(16, 16))
+    keras_probs = model.predict(xn, verbose=0)
+    tfl_probs = clf.predict(xn)
+    assert tfl_probs.shape == (200, 3)
+    assert np.allclose(tfl_probs.sum(axis=1), 1.0, atol=0.02)
+    assert metrics.agreement(keras_probs, tfl_probs) >= (0.999 if mode == "float32" else 0.95)
+    assert np.mean(np.argmax(tfl_probs, axis=1) == y) > 0.9
+    if mode == "float32":
+        assert np.allclose(keras_probs, tfl_probs, atol=1e-4)
+
+
+def test_sizes_shrink_with_quantization(converted):
+    size = {m: p.stat().st_size for m, p in converted.items()}
+    assert size["float16"] < size["float32"]
+    assert size["int8"] < size["float16"]
+    assert size["dynamic"] < size["float32"]
+
+
+def test_int8_uint8_io(tiny_keras_model):
+    from convert.tflite import to_tflite
+    from edge_app import metadata
+    from edge_app.contract import ModelInfo
+
+    model, _ = tiny_keras_model
+    spec = InputSpec(16, 16)
+    mode, io = modes.get("int8", "uint8")
+    data = to_tflite(model, mode, io, preprocess.normalize(colour_images(50, 16, 3)[0], spec))
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = metadata.write_model(Path(tmp) / "u8.tflite", data, ModelInfo(("r", "g", "b"), spec, "int8"))
+        clf = Classifier(path)
+        assert clf.input_quant.dtype == np.uint8 and clf.input_quant.scale > 0
+        x, y = colour_images(100, 16, seed=4)
+        assert np.mean(np.argmax(clf.predict(preprocess.normalize(x, spec)), axis=1) == y) > 0.9
+
+
+def test_mode_table_errors():
+    with pytest.raises(EdgeClfError, match="unknown quantization"):
+        modes.get("int4")
+    with pytest.raises(EdgeClfError, match="--io uint8 is not available for float16"):
+        modes.get("float16", "uint8")
+    assert modes.get("int8") == (modes.QUANT_MODES["int8"], "int8")
+
+
+def test_calibrated_mode_needs_images(tiny_keras_model):
+    from convert.tflite import to_tflite
+
+    with pytest.raises(EdgeClfError, match="needs calibration images"):
+        to_tflite(tiny_keras_model[0], modes.QUANT_MODES["int8"], "int8", None)
