@@ -1,0 +1,1 @@
+"""edgeclf's benchmarks: latency, accuracy and size of .tflite models (TFLite runtime only)."""

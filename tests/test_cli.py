@@ -1,0 +1,122 @@
+"""CLI behaviour: dispatch, usage errors (exit 2), user errors (exit 1, one line), help texts."""
+
+import json
+
+import pytest
+
+from convert.cli import main as convert_main
+from edge_app.cli import COMMANDS
+from edge_app.cli import main as edgeclf
+from edge_app.run import main as run_main
+from train.cli import main as train_main
+
+
+def one_line_error(capsys, code, expected):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+def test_dispatcher(capsys):
+    assert edgeclf([]) == 2
+    assert "commands:" in capsys.readouterr().out
+    assert edgeclf(["--help"]) == 0
+    assert edgeclf(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            edgeclf([name, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: edgeclf {name}" in capsys.readouterr().out
+
+
+def test_unknown_options_are_usage_errors(capsys):
+    for main in (train_main, convert_main):
+        with pytest.raises(SystemExit) as exc:
+            main(["--no-such-option"])
+        assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
+        (["--augment", "flip,warp"], "unknown augmentation(s) warp"),
+        (["--limit", "5"], "--limit must be at least 20"),
+        (["--data", "/no/such/folder"], "dataset folder not found"),
+    ],
+)
+def test_train_bad_arguments(argv, expected, tmp_path, capsys):
+    one_line_error(capsys, train_main([*argv, "--out", str(tmp_path / "run")]), expected)
+
+
+def test_train_cifar10_offline_without_copy(monkeypatch, tmp_path, capsys):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    code = train_main(["--data", "cifar10", "--epochs", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path)])
+    one_line_error(capsys, code, "CIFAR-10 could not be downloaded")
+
+
+def test_train_refuses_existing_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("x")
+    one_line_error(capsys, train_main(["--out", str(run)]), "already exists; pass --force")
+
+
+def test_convert_bad_sources(tmp_path, capsys, tiny_keras_model):
+    one_line_error(capsys, convert_main([str(tmp_path / "missing")]), "no such run folder or Keras file")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    one_line_error(capsys, convert_main([str(text)]), "is not a Keras model")
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"PK\x03\x04 definitely not a keras archive")
+    one_line_error(capsys, convert_main([str(fake), "--data", str(tmp_path)]), "could not be loaded as a Keras model")
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    one_line_error(capsys, convert_main([str(empty_run)]), "not a run folder")
+    _, keras_path = tiny_keras_model
+    one_line_error(capsys, convert_main([str(keras_path)]), "no run.json beside it; pass --data")
+
+
+def test_convert_lone_keras_file_with_data(tiny_keras_model, colour_folder, tmp_path, capsys):
+    _, keras_path = tiny_keras_model
+    out = tmp_path / "tiny.tflite"
+    argv = [str(keras_path), "--data", str(colour_folder), "--image-size", "16", "--out", str(out)]
+    assert convert_main([*argv, "--calibration", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 tflite" in printed and "agreement" in printed
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["labels"] == ["blue", "green", "red"]  # sorted folder names
+    assert sidecar["quantization"] == "int8" and sidecar["metrics"]["n"] == 36
+    assert sidecar["metrics"]["calibration_images"] == 20
+    # refuses to overwrite, then does with --force
+    one_line_error(capsys, convert_main(argv), "exists; pass --force")
+    assert convert_main([*argv, "--force", "--quantize", "float16"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["quantization"] == "float16"
+    capsys.readouterr()
+    one_line_error(capsys, convert_main([*argv, "--force", "--quantize", "dynamic", "--io", "int8"]), "--io int8")
+    one_line_error(capsys, convert_main([*argv, "--force", "--out", str(tmp_path / "x.bin")]), "must end in .tflite")
+
+
+def test_run_bad_inputs(converted, tmp_path, capsys):
+    one_line_error(capsys, run_main(["--model", str(tmp_path / "none.tflite"), "--source", str(tmp_path)]), "not found")
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    code = run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "bad.jpg")])
+    err = capsys.readouterr().err
+    assert code == 1 and "skipped" in err and "no readable image" in err
+    one_line_error(capsys, run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "nope")]), "source not found")
+
+
+def test_run_prints_json_lines(converted, colour_folder, capsys):
+    source = str(colour_folder / "test" / "red")
+    assert run_main(["--model", str(converted["int8"]), "--source", source, "--top-k", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 12
+    assert all(len(rec["top"]) == 2 for rec in lines)
+    assert sum(rec["top"][0]["label"] == "red" for rec in lines) >= 11
