@@ -60,13 +60,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = "| model | quant | runtime | threads | invoke p50 ms | p90 ms | bytes | top-1 | macro F1 | agree f32 |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        def fmt(key: str) -> str:
-            return f"{r[key]:.4f}" if r.get(key) is not None else "-"
-
+        fmt = {k: f"{r[k]:.4f}" if r.get(k) is not None else "-" for k in ("top1", "macro_f1", "agreement_vs_float32")}
         lines.append(
             f"| {Path(r['model']).name} | {r['quantization']} | {r['runtime']} | {r['threads']} | "
             f"{r['invoke_ms']['p50']:.3f} | {r['invoke_ms']['p90']:.3f} | {r['bytes']:,} | "
-            f"{fmt('top1')} | {fmt('macro_f1')} | {fmt('agreement_vs_float32')} |"
+            f"{fmt['top1']} | {fmt['macro_f1']} | {fmt['agreement_vs_float32']} |"
         )
     return "\n".join(lines)
 
@@ -74,8 +72,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 def device() -> dict[str, Any]:
     import numpy
 
-    return {"machine": platform.machine(), "cores": os.cpu_count(), "os": platform.platform(),
-            "python": platform.python_version(), "numpy": numpy.__version__}
+    return {
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+    }
 
 
 @guarded

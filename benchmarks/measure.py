@@ -42,18 +42,20 @@ def latency(clf: Classifier, min_seconds: float, min_count: int, warmup: int = 1
 
 
 def evaluation_set(root: str | Path, labels: tuple[str, ...], size: tuple[int, int], mode: str) -> ImageSet:
-    """The test split (or the whole folder) of an image folder, checked against the model's labels."""
+    """The test split (or the whole folder) of an image folder, its labels mapped to the model's indices."""
     dirs = split_dirs(root)
     folder = dirs.get("test", dirs.get("all", dirs.get("train")))
     classes = class_names(folder)
-    if classes != tuple(labels):
+    if set(classes) != set(labels):
         only_data = sorted(set(classes) - set(labels))
         only_model = sorted(set(labels) - set(classes))
         raise DataError(
             f"{folder}: classes do not match the model's labels "
-            f"(only in data: {only_data or '-'}; only in model: {only_model or '-'}; order must match too)"
+            f"(only in data: {only_data or '-'}; only in model: {only_model or '-'})"
         )
-    return load_folder(folder, classes, size, mode)
+    data = load_folder(folder, classes, size, mode)
+    to_model = np.array([labels.index(name) for name in classes], dtype=np.int64)
+    return ImageSet(data.images, to_model[data.labels], tuple(labels), data.skipped)
 
 
 def accuracy(clf: Classifier, data: ImageSet) -> tuple[dict[str, Any], np.ndarray]:

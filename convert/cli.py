@@ -20,10 +20,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--quantize", default="int8", choices=list(QUANT_MODES), help=modes_help)
     parser.add_argument("--out", help="output .tflite (default: <run>/<arch>_<mode>.tflite)")
     parser.add_argument("--io", choices=IO_TYPES, help="input/output type for int8 (default int8)")
-    parser.add_argument("--calibration", type=int, default=300, help="training images used to calibrate int8 (default 300)")
+    parser.add_argument(
+        "--calibration", type=int, default=300, help="training images used to calibrate int8 (default 300)"
+    )
     parser.add_argument("--eval-limit", type=int, help="verify on the first N test images only (default: all)")
-    parser.add_argument("--max-drop", type=float, default=1.0, help="largest accepted accuracy loss in points (default 1.0)")
-    parser.add_argument("--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop")
+    parser.add_argument(
+        "--max-drop", type=float, default=1.0, help="largest accepted accuracy loss in points (default 1.0)"
+    )
+    parser.add_argument(
+        "--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     data = parser.add_argument_group("data (default: the run's own data, from run.json)")
     data.add_argument("--data", help="'cifar10' or an image folder, for a Keras file without run.json")

@@ -50,7 +50,9 @@ QUANT_MODES: dict[str, QuantMode] = {
     for m in (
         QuantMode("float32", "float32 weights and activations (reference)", False, "float32", ("float32",), _float32),
         QuantMode("float16", "float16 weights, float32 compute", False, "float32", ("float32",), _float16),
-        QuantMode("dynamic", "int8 weights, float activations (dynamic range)", False, "float32", ("float32",), _dynamic),
+        QuantMode(
+            "dynamic", "int8 weights, float activations (dynamic range)", False, "float32", ("float32",), _dynamic
+        ),
         QuantMode("int8", "full integer: int8 weights and activations, calibrated", True, "int8", IO_TYPES, _int8),
     )
 }

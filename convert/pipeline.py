@@ -115,7 +115,9 @@ def convert(
     if run is None:
         info = info.with_changes(labels=splits.classes)
     elif tuple(info.labels) != splits.classes:
-        raise EdgeClfError(f"the data's classes {list(splits.classes)} differ from the model's labels {list(info.labels)}")
+        raise EdgeClfError(
+            f"the data's classes {list(splits.classes)} differ from the model's labels {list(info.labels)}"
+        )
     n_out = int(model.output_shape[-1])
     if n_out != len(info.labels):
         raise EdgeClfError(f"the model outputs {n_out} scores but the data has {len(info.labels)} classes")
@@ -128,18 +130,24 @@ def convert(
     calib = preprocess.normalize(train_images[pick], spec) if mode.calibrated else None
     test = splits.test if eval_limit is None else splits.test.subset(np.arange(min(eval_limit, len(splits.test))))
     x_test = preprocess.normalize(test.images, spec)
-    print(f"converting {model_path} -> {mode.name} (io {io})" + (f", {len(pick)} calibration images" if calib is not None else ""),
-          file=sys.stderr)
+    print(
+        f"converting {model_path} -> {mode.name} (io {io})"
+        + (f", {len(pick)} calibration images" if calib is not None else ""),
+        file=sys.stderr,
+    )
     tflite_bytes = to_tflite(model, mode, io, calib)
     keras_probs = model.predict(x_test, batch_size=256, verbose=0)
     info = info.with_changes(quantization=mode.name, metrics={})
     check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
     keras_bytes = model_path.stat().st_size
-    info = info.with_changes(metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, len(pick) if calib is not None else 0))
+    info = info.with_changes(
+        metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, len(pick) if calib is not None else 0)
+    )
     if check.drop_points > max_drop and not allow_drop:
         raise EdgeClfError(
             f"{mode.name} accuracy {check.tflite['accuracy']:.4f} is {check.drop_points:.2f} points below Keras "
-            f"{check.keras['accuracy']:.4f} (more than --max-drop {max_drop}); nothing written, pass --allow-drop to keep it"
+            f"{check.keras['accuracy']:.4f} (more than --max-drop {max_drop}); "
+            "nothing written, pass --allow-drop to keep it"
         )
     metadata.write_model(target, tflite_bytes, info)
     return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)
@@ -183,7 +191,8 @@ def report(result: ConvertResult) -> str:
         f"{'':16}{'accuracy':>10}{'macro F1':>10}{'bytes':>12}",
         f"{'keras file':<16}{m['keras_accuracy']:>10.4f}{m['keras_macro_f1']:>10.4f}{m['keras_bytes']:>12,}",
         f"{q + ' tflite':<16}{m['test_accuracy']:>10.4f}{m['macro_f1']:>10.4f}{result.tflite_bytes:>12,}",
-        f"change     {0.0 - m['accuracy_drop_points'] + 0.0:+.2f} points accuracy, top-1 agreement {m['agreement_vs_keras']:.4f}, "
+        f"change     {0.0 - m['accuracy_drop_points'] + 0.0:+.2f} points accuracy, "
+        f"top-1 agreement {m['agreement_vs_keras']:.4f}, "
         f"size x{result.tflite_bytes / max(1, m['keras_bytes']):.2f} ({m['n']} {m['split']} images, {m['runtime']})",
     ]
     return "\n".join(lines)

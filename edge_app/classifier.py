@@ -76,9 +76,7 @@ class Classifier:
         self.info = self._resolve_info(labels_file)
         n_out = int(self._output["shape"][-1])
         if len(self.info.labels) != n_out:
-            raise MetadataError(
-                f"{self.path}: {len(self.info.labels)} labels but the model outputs {n_out} scores"
-            )
+            raise MetadataError(f"{self.path}: {len(self.info.labels)} labels but the model outputs {n_out} scores")
         self._batch = 1
 
     @property

@@ -28,6 +28,4 @@ def require(module: str, extra: str) -> object:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"{module} is not installed: pip install 'edgeclf[{extra}]' ({exc})"
-        ) from exc
+        raise MissingDependencyError(f"{module} is not installed: pip install 'edgeclf[{extra}]' ({exc})") from exc

@@ -59,7 +59,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         start = time.perf_counter_ns()
         top = clf.classify(image, color="BGR", top_k=args.top_k)
         ms = (time.perf_counter_ns() - start) / 1e6
-        record = {"source": str(path), "top": [{"label": lab, "score": round(s, 4)} for lab, s in top], "ms": round(ms, 3)}
+        record = {
+            "source": str(path),
+            "top": [{"label": lab, "score": round(s, 4)} for lab, s in top],
+            "ms": round(ms, 3),
+        }
         print(json.dumps(record), flush=True)
         count += 1
     if not count:

@@ -60,7 +60,9 @@ def interpreter_class(runtime: str | None = None) -> tuple[type, RuntimeInfo]:
     raise EdgeClfError(f"no TFLite runtime available ({'; '.join(errors)}); {hint}")
 
 
-def load_interpreter(model_path: str | Path, runtime: str | None = None, threads: int | None = None) -> tuple[Any, RuntimeInfo]:
+def load_interpreter(
+    model_path: str | Path, runtime: str | None = None, threads: int | None = None
+) -> tuple[Any, RuntimeInfo]:
     """A ready (allocated) interpreter for `model_path`, and which runtime it is."""
     path = Path(model_path)
     if not path.is_file():

@@ -87,7 +87,9 @@ def converted(tiny_keras_model, tmp_path_factory):
     for name in modes.QUANT_MODES:
         mode, io = modes.get(name)
         data = to_tflite(model, mode, io, calib)
-        info = ModelInfo(labels=COLOURS, input=spec, quantization=name, architecture="tiny", params=model.count_params())
+        info = ModelInfo(
+            labels=COLOURS, input=spec, quantization=name, architecture="tiny", params=model.count_params()
+        )
         paths[name] = metadata.write_model(out / f"tiny_{name}.tflite", data, info)
     return paths
 

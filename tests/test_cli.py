@@ -58,7 +58,9 @@ def test_train_cifar10_offline_without_copy(monkeypatch, tmp_path, capsys):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
-    code = train_main(["--data", "cifar10", "--epochs", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path)])
+    code = train_main(
+        ["--data", "cifar10", "--epochs", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path)]
+    )
     one_line_error(capsys, code, "CIFAR-10 could not be downloaded")
 
 
@@ -110,7 +112,9 @@ def test_run_bad_inputs(converted, tmp_path, capsys):
     code = run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "bad.jpg")])
     err = capsys.readouterr().err
     assert code == 1 and "skipped" in err and "no readable image" in err
-    one_line_error(capsys, run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "nope")]), "source not found")
+    one_line_error(
+        capsys, run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "nope")]), "source not found"
+    )
 
 
 def test_run_prints_json_lines(converted, colour_folder, capsys):

@@ -15,9 +15,25 @@ def make_info(**changes):
 def test_round_trip_through_json():
     info = make_info(metrics={"test_accuracy": 0.5})
     data = json.loads(json.dumps(info.to_dict()))
-    assert list(data) == ["schema", "task", "labels", "input", "quantization", "architecture", "params", "dataset", "metrics"]
-    assert data["input"] == {"height": 32, "width": 32, "color": "RGB", "mean": [0.0, 0.0, 0.0],
-                             "std": [255.0, 255.0, 255.0], "resize": "stretch"}
+    assert list(data) == [
+        "schema",
+        "task",
+        "labels",
+        "input",
+        "quantization",
+        "architecture",
+        "params",
+        "dataset",
+        "metrics",
+    ]
+    assert data["input"] == {
+        "height": 32,
+        "width": 32,
+        "color": "RGB",
+        "mean": [0.0, 0.0, 0.0],
+        "std": [255.0, 255.0, 255.0],
+        "resize": "stretch",
+    }
     assert ModelInfo.from_dict(data) == info
 
 

@@ -13,7 +13,9 @@ def test_plain_and_indexed(tmp_path):
     assert read_labels(indexed) == ("cat", "dog", "sea lion")
 
 
-@pytest.mark.parametrize("text, message", [("", "empty"), ("0 a\n2 b\n", "without gaps"), ("0 a\n0 b\n", "without gaps")])
+@pytest.mark.parametrize(
+    "text, message", [("", "empty"), ("0 a\n2 b\n", "without gaps"), ("0 a\n0 b\n", "without gaps")]
+)
 def test_bad_label_files(tmp_path, text, message):
     path = tmp_path / "labels.txt"
     path.write_text(text)

@@ -22,7 +22,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data", default="cifar10", help="'cifar10' or a path to an image folder (default cifar10)")
-    data.add_argument("--data-dir", help="offline CIFAR-10 copy as an image folder, e.g. ../shared/datasets/cifar10-jpeg")
+    data.add_argument(
+        "--data-dir", help="offline CIFAR-10 copy as an image folder, e.g. ../shared/datasets/cifar10-jpeg"
+    )
     data.add_argument("--image-size", type=int, default=32, help="model input side in pixels (default 32)")
     data.add_argument("--resize", choices=["stretch", "center_crop"], default="stretch", help="how images are fitted")
     data.add_argument("--val-split", type=float, default=0.1, help="fraction of training data for validation")
@@ -44,7 +46,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=",".join(augment.DEFAULT_AUGMENT),
         help=f"comma list of {','.join(augment.AUGMENTATIONS)}, or 'none' (default flip,crop)",
     )
-    model.add_argument("--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)")
+    model.add_argument(
+        "--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)"
+    )
     model.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run folder (default runs/<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")

@@ -165,7 +165,9 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         file=sys.stderr,
     )
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[best], verbose=verbose, shuffle=False)
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[best], verbose=verbose, shuffle=False
+    )
     seconds = time.perf_counter() - start
     epochs_run = len(history.history.get("loss", []))
     probs = model.predict(preprocess.normalize(splits.test.images, spec), batch_size=256, verbose=0)

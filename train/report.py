@@ -31,7 +31,12 @@ def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict
     )
     files.write_json(
         out / "metrics.json",
-        {"split": "test", "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, **result.test},
+        {
+            "split": "test",
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            **result.test,
+        },
     )
     files.write_text(out / "history.csv", history_csv(history))
     plot_curves(history, out / "curves.png")

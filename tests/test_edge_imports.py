@@ -1,0 +1,41 @@
+"""The edge side never loads TensorFlow, Keras or the host-side stages."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+CHECK = """
+import sys, edge_app, edge_app.cli, edge_app.run, edge_app.classifier, edge_app.datasets, edge_app.metrics
+from edge_app.run import main
+code = main(["--model", sys.argv[1], "--source", sys.argv[2]])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "train", "convert"))
+print("HEAVY", heavy, "CODE", code)
+"""
+
+
+def test_run_imports_no_tensorflow(converted, colour_folder):
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK, str(converted["int8"]), str(colour_folder / "test" / "red")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert "HEAVY [] CODE 0" in result.stdout, result.stdout + result.stderr
+
+
+def test_sources_never_import_host_side():
+    offenders = []
+    for path in (ROOT / "edge_app").glob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and stripped.split()[1].split(".")[0] in (
+                "tensorflow",
+                "keras",
+                "train",
+                "convert",
+                "benchmarks",
+            ):
+                offenders.append(f"{path.name}: {stripped}")
+    assert offenders == []

@@ -1,0 +1,87 @@
+"""Train + convert end to end on a few hundred images of the shared CIFAR-10 copy."""
+
+import json
+
+import pytest
+
+from convert.cli import main as convert_main
+from edge_app.run import main as run_main
+from tests.conftest import CIFAR
+from train.cli import main as train_main
+
+pytestmark = pytest.mark.skipif(not (CIFAR / "train").is_dir(), reason=f"CIFAR-10 copy not at {CIFAR}")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    code = train_main(
+        [
+            "--data",
+            "cifar10",
+            "--data-dir",
+            str(CIFAR),
+            "--limit",
+            "600",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--augment",
+            "flip,crop,rotate,zoom,brightness",
+            "--out",
+            str(run),
+        ]
+    )
+    assert code == 0
+    return run
+
+
+def test_train_writes_the_run_folder(smoke_run, capsys):
+    for name in ("model.keras", "run.json", "metrics.json", "history.csv", "curves.png", "confusion.png"):
+        assert (smoke_run / name).is_file(), name
+    m = json.loads((smoke_run / "metrics.json").read_text())
+    assert m["split"] == "test" and m["n"] == 600
+    assert set(m["per_class"]) == {
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    }
+    assert sum(map(sum, m["confusion_matrix"])) == 600
+    assert m["accuracy"] > 0.13  # above the 10% of chance after 3 short epochs
+    history = (smoke_run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,accuracy,loss,val_accuracy") and len(history) == 4
+    run = json.loads((smoke_run / "run.json").read_text())
+    assert run["config"]["data"]["limit"] == 600 and run["model_info"]["architecture"] == "tutorial_cnn"
+    assert (smoke_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_convert_int8_verifies_and_runs(smoke_run, capsys):
+    code = convert_main([str(smoke_run), "--quantize", "int8", "--allow-drop"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "keras file" in out and "int8 tflite" in out
+    model = smoke_run / "tutorial_cnn_int8.tflite"
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    m = sidecar["metrics"]
+    assert m["n"] == 600 and m["split"] == "test" and m["agreement_vs_keras"] > 0.7
+    assert abs(m["keras_accuracy"] - json.loads((smoke_run / "metrics.json").read_text())["accuracy"]) < 1e-5
+    assert sidecar["input"]["height"] == 32 and sidecar["quantization"] == "int8"
+    image = CIFAR / "test" / "ship" / "0000.jpg"
+    assert run_main(["--model", str(model), "--source", str(image)]) == 0
+    assert json.loads(capsys.readouterr().out)["top"][0]["label"] in sidecar["labels"]
+
+
+def test_convert_refuses_a_large_drop(smoke_run, capsys):
+    out = smoke_run / "strict.tflite"
+    code = convert_main([str(smoke_run), "--quantize", "float16", "--max-drop", "-50", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "more than --max-drop -50.0" in err and "nothing written" in err
+    assert not out.exists() and not out.with_suffix(".json").exists()
