@@ -108,7 +108,8 @@ def _dataset(tf: Any, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, 
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
     if aug is not None:
-        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+        # one call at a time: the layers draw from a seeded state, and parallel calls would race for it
+        ds = ds.map(lambda a, b: (aug(a, training=True), b))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,72 @@
+"""Training on a tiny image folder: reproducibility, augmentation kept out of the model, registry."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from edge_app.errors import DataError, EdgeClfError
+from train import architectures, augment
+from train.data import DataSpec, load_splits, stratified_split
+from train.fit import TrainConfig, train_model
+
+
+def config(folder, out, **changes):
+    data = DataSpec(data=str(folder), image_size=16, val_split=0.25, cache_dir=str(out.parent / "cache"))
+    base = dict(data=data, arch="tutorial_cnn", epochs=2, batch_size=8, out=str(out),
+                augment=("flip", "crop", "rotate", "zoom", "brightness"))
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def history(run):
+    with open(run / "history.csv") as fh:
+        return [[float(v) for v in row.values()] for row in csv.DictReader(fh)]
+
+
+def test_seeded_runs_repeat_and_augmentation_is_not_exported(colour_folder, tmp_path):
+    import keras
+
+    first = train_model(config(colour_folder, tmp_path / "a"), verbose=0)
+    second = train_model(config(colour_folder, tmp_path / "b"), verbose=0)
+    assert np.allclose(history(tmp_path / "a"), history(tmp_path / "b"), atol=1e-4)
+    assert first.test["accuracy"] == second.test["accuracy"]
+    model = keras.models.load_model(tmp_path / "a" / "model.keras")
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    assert first.info.params == model.count_params() == 32 * 3 * 9 + 32 + 64 * 32 * 9 + 64 + 256 * 128 + 128 + 128 * 3 + 3
+
+
+def test_registry_builds_every_architecture():
+    for name in architectures.ARCHITECTURES:
+        model = architectures.build(name, (32, 32, 3), 10)
+        assert model.output_shape == (None, 10)
+    assert architectures.build("tutorial_cnn", (32, 32, 3), 10).count_params() == 315_722
+    assert architectures.build("resnet8", (32, 32, 3), 10).count_params() < 100_000
+    with pytest.raises(EdgeClfError, match="unknown architecture"):
+        architectures.build("vgg99", (32, 32, 3), 10)
+
+
+def test_augment_parsing():
+    assert augment.parse("flip, crop") == ("flip", "crop")
+    assert augment.parse("none") == ()
+    with pytest.raises(EdgeClfError):
+        augment.parse("flip,shear")
+
+
+def test_splits_are_stratified_disjoint_and_seeded(colour_folder):
+    labels = np.repeat(np.arange(3), 20)
+    rest, carved = stratified_split(labels, 0.25, seed=3)
+    assert len(set(rest) & set(carved)) == 0 and len(rest) + len(carved) == 60
+    assert np.bincount(labels[carved]).tolist() == [5, 5, 5]
+    assert np.array_equal(carved, stratified_split(labels, 0.25, seed=3)[1])
+    splits = load_splits(DataSpec(data=str(colour_folder), image_size=16, val_split=0.25))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (27, 9, 36)
+    flat = load_splits(DataSpec(data=str(colour_folder / "train"), image_size=16, test_split=0.25, val_split=0.25))
+    assert len(flat.test) == 9 and len(flat.train) + len(flat.val) == 27
+
+
+def test_mismatched_train_and_test_classes(colour_folder):
+    (colour_folder / "test" / "purple").mkdir()
+    with pytest.raises(DataError, match="different classes"):
+        load_splits(DataSpec(data=str(colour_folder), image_size=16))
