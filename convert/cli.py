@@ -31,10 +31,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop"
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    data = parser.add_argument_group("data (default: the run's own data, from run.json)")
-    data.add_argument("--data", help="'cifar10' or an image folder, for a Keras file without run.json")
-    data.add_argument("--data-dir", help="offline CIFAR-10 image-folder copy")
-    data.add_argument("--image-size", type=int, help="image side the model expects (default: the model's input)")
+    data = parser.add_argument_group("data (default: the run's own data and splits, from run.json)")
+    data.add_argument("--data", help="'cifar10' or an image folder; needed for a Keras file without run.json")
+    data.add_argument("--data-dir", help="offline CIFAR-10 image-folder copy (e.g. when the run's copy moved)")
+    data.add_argument("--image-size", type=int, help="image side (default: the run's, or the model's input)")
     return parser
 
 
@@ -46,11 +46,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if args.eval_limit is not None and args.eval_limit < 1:
         parser.error("--eval-limit must be at least 1")
     from convert.pipeline import convert, report
-    from train.data import DataSpec
 
-    data = None
-    if args.data or args.data_dir:
-        data = DataSpec(data=args.data or "cifar10", data_dir=args.data_dir, image_size=args.image_size or 32)
+    data = {k: v for k in ("data", "data_dir", "image_size") if (v := getattr(args, k)) is not None}
     result = convert(
         args.source,
         args.quantize,

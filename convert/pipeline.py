@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,15 @@ def _base_info(model: Any, run: dict[str, Any] | None, data: DataSpec) -> ModelI
     return ModelInfo(labels=("?",), input=spec, architecture=model.name, params=params, dataset=str(data.data))
 
 
+def _data_spec(model: Any, run: dict[str, Any] | None, overrides: dict[str, Any]) -> DataSpec:
+    """The run's data and splits with the user's overrides; for a lone Keras file, defaults + overrides."""
+    if run is not None:
+        return replace(DataSpec.from_dict(run["config"]["data"]), **overrides)
+    shape = tuple(model.input_shape)
+    size = overrides.get("image_size") or (shape[1] if len(shape) == 4 and shape[1] else 32)
+    return DataSpec(**{**overrides, "image_size": int(size)})
+
+
 def default_out(model_path: Path, info: ModelInfo, mode: str) -> Path:
     """`<run>/<arch>_<mode>.tflite` for a run, `<stem>_<mode>.tflite` beside a lone Keras file."""
     stem = info.architecture if model_path.name == "model.keras" else model_path.stem
@@ -89,7 +98,7 @@ def convert(
     out: str | Path | None = None,
     io: str | None = None,
     calibration: int = 300,
-    data: DataSpec | None = None,
+    data: dict[str, Any] | None = None,
     eval_limit: int | None = None,
     max_drop: float = 1.0,
     allow_drop: bool = False,
@@ -100,18 +109,17 @@ def convert(
     if calibration < 1:
         raise EdgeClfError("--calibration must be at least 1")
     model_path, run = resolve_source(source)
-    if data is None:
-        if run is None:
-            raise EdgeClfError(f"{model_path} has no run.json beside it; pass --data (and --data-dir) for its data")
-        data = DataSpec.from_dict(run["config"]["data"])
+    if run is None and not (data or {}).get("data"):
+        raise EdgeClfError(f"{model_path} has no run.json beside it; pass --data (and --data-dir) for its data")
     model = load_keras(model_path)
-    info = _base_info(model, run, data)
+    spec = _data_spec(model, run, data or {})
+    info = _base_info(model, run, spec)
     target = Path(out) if out else default_out(model_path, info, mode.name)
     if target.suffix != ".tflite":
         raise EdgeClfError(f"--out must end in .tflite, got {target}")
     if target.exists() and not force:
         raise EdgeClfError(f"{target} exists; pass --force to overwrite")
-    splits = load_splits(data)
+    splits = load_splits(spec)
     if run is None:
         info = info.with_changes(labels=splits.classes)
     elif tuple(info.labels) != splits.classes:
@@ -121,15 +129,16 @@ def convert(
     n_out = int(model.output_shape[-1])
     if n_out != len(info.labels):
         raise EdgeClfError(f"the model outputs {n_out} scores but the data has {len(info.labels)} classes")
-    spec = info.input
     train_images = splits.train.images
-    if (train_images.shape[1], train_images.shape[2]) != (spec.height, spec.width):
-        raise EdgeClfError(f"data images are {train_images.shape[1:3]}, the model wants {spec.height}x{spec.width}")
-    rng = np.random.default_rng(data.seed)
+    if (train_images.shape[1], train_images.shape[2]) != (info.input.height, info.input.width):
+        raise EdgeClfError(
+            f"data images are {train_images.shape[1:3]}, the model wants {info.input.height}x{info.input.width}"
+        )
+    rng = np.random.default_rng(spec.seed)
     pick = np.sort(rng.choice(len(train_images), size=min(calibration, len(train_images)), replace=False))
-    calib = preprocess.normalize(train_images[pick], spec) if mode.calibrated else None
+    calib = preprocess.normalize(train_images[pick], info.input) if mode.calibrated else None
     test = splits.test if eval_limit is None else splits.test.subset(np.arange(min(eval_limit, len(splits.test))))
-    x_test = preprocess.normalize(test.images, spec)
+    x_test = preprocess.normalize(test.images, info.input)
     print(
         f"converting {model_path} -> {mode.name} (io {io})"
         + (f", {len(pick)} calibration images" if calib is not None else ""),

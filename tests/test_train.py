@@ -13,8 +13,14 @@ from train.fit import TrainConfig, train_model
 
 def config(folder, out, **changes):
     data = DataSpec(data=str(folder), image_size=16, val_split=0.25, cache_dir=str(out.parent / "cache"))
-    base = dict(data=data, arch="tutorial_cnn", epochs=2, batch_size=8, out=str(out),
-                augment=("flip", "crop", "rotate", "zoom", "brightness"))
+    base = dict(
+        data=data,
+        arch="tutorial_cnn",
+        epochs=2,
+        batch_size=8,
+        out=str(out),
+        augment=("flip", "crop", "rotate", "zoom", "brightness"),
+    )
     base.update(changes)
     return TrainConfig(**base)
 
@@ -34,7 +40,9 @@ def test_seeded_runs_repeat_and_augmentation_is_not_exported(colour_folder, tmp_
     model = keras.models.load_model(tmp_path / "a" / "model.keras")
     names = [type(layer).__name__ for layer in model.layers]
     assert names == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
-    assert first.info.params == model.count_params() == 32 * 3 * 9 + 32 + 64 * 32 * 9 + 64 + 256 * 128 + 128 + 128 * 3 + 3
+    assert (
+        first.info.params == model.count_params() == 32 * 3 * 9 + 32 + 64 * 32 * 9 + 64 + 256 * 128 + 128 + 128 * 3 + 3
+    )
 
 
 def test_registry_builds_every_architecture():

@@ -57,9 +57,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Turn parsed options into a TrainConfig."""
+    # absolute paths in run.json, so `edgeclf convert` finds the data from any directory
     spec = DataSpec(
-        data=args.data,
-        data_dir=args.data_dir,
+        data=args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         image_size=args.image_size,
         resize=args.resize,
         val_split=args.val_split,
@@ -91,6 +92,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     config = config_from_args(args)
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise EdgeClfError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise EdgeClfError(f"run folder {out} already exists; pass --force to overwrite or choose --out")
     from train.fit import train_model, validate
