@@ -56,33 +56,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Turn parsed options into a TrainConfig."""
+    """Turn parsed options into a TrainConfig (option names are the dataclass field names)."""
+    opts = vars(args)
+    data = {name: opts[name] for name in DataSpec.__dataclass_fields__}
     # absolute paths in run.json, so `edgeclf convert` finds the data from any directory
-    spec = DataSpec(
-        data=args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
-        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
-        image_size=args.image_size,
-        resize=args.resize,
-        val_split=args.val_split,
-        test_split=args.test_split,
-        limit=args.limit,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-    )
+    if data["data"] != "cifar10":
+        data["data"] = str(Path(data["data"]).resolve())
+    if data["data_dir"]:
+        data["data_dir"] = str(Path(data["data_dir"]).resolve())
+    fields = {name: opts[name] for name in TrainConfig.__dataclass_fields__ if name not in ("data", "augment", "out")}
     return TrainConfig(
-        data=spec,
-        arch=args.arch,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        optimizer=args.optimizer,
-        schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
+        data=DataSpec(**data),
         augment=augment.parse(args.augment),
-        patience=args.patience,
         out=args.out or f"runs/{args.arch}",
+        **fields,
     )
 
 
