@@ -15,8 +15,9 @@ from convert.tflite import to_tflite
 from convert.verify import Verification, verify
 from edge_app import metadata, preprocess
 from edge_app.contract import InputSpec, ModelInfo
+from edge_app.datasets import ImageSet
 from edge_app.errors import EdgeClfError, MetadataError, require
-from train.data import DataSpec, load_splits
+from train.data import DataSpec, Splits, load_splits, stratified_split
 
 RUN_FILE = "run.json"
 KERAS_SUFFIXES = (".keras", ".h5")
@@ -129,19 +130,13 @@ def convert(
     n_out = int(model.output_shape[-1])
     if n_out != len(info.labels):
         raise EdgeClfError(f"the model outputs {n_out} scores but the data has {len(info.labels)} classes")
-    train_images = splits.train.images
-    if (train_images.shape[1], train_images.shape[2]) != (info.input.height, info.input.width):
-        raise EdgeClfError(
-            f"data images are {train_images.shape[1:3]}, the model wants {info.input.height}x{info.input.width}"
-        )
-    rng = np.random.default_rng(spec.seed)
-    pick = np.sort(rng.choice(len(train_images), size=min(calibration, len(train_images)), replace=False))
-    calib = preprocess.normalize(train_images[pick], info.input) if mode.calibrated else None
-    test = splits.test if eval_limit is None else splits.test.subset(np.arange(min(eval_limit, len(splits.test))))
+    calib, test = _calibration_and_test(
+        splits, info.input, spec.seed, calibration if mode.calibrated else 0, eval_limit
+    )
     x_test = preprocess.normalize(test.images, info.input)
+    n_calib = 0 if calib is None else len(calib)
     print(
-        f"converting {model_path} -> {mode.name} (io {io})"
-        + (f", {len(pick)} calibration images" if calib is not None else ""),
+        f"converting {model_path} -> {mode.name} (io {io})" + (f", {n_calib} calibration images" if n_calib else ""),
         file=sys.stderr,
     )
     tflite_bytes = to_tflite(model, mode, io, calib)
@@ -149,9 +144,7 @@ def convert(
     info = info.with_changes(quantization=mode.name, metrics={})
     check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
     keras_bytes = model_path.stat().st_size
-    info = info.with_changes(
-        metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, len(pick) if calib is not None else 0)
-    )
+    info = info.with_changes(metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib))
     if check.drop_points > max_drop and not allow_drop:
         raise EdgeClfError(
             f"{mode.name} accuracy {check.tflite['accuracy']:.4f} is {check.drop_points:.2f} points below Keras "
@@ -160,6 +153,24 @@ def convert(
         )
     metadata.write_model(target, tflite_bytes, info)
     return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)
+
+
+def _calibration_and_test(
+    splits: Splits, spec: InputSpec, seed: int, calibration: int, eval_limit: int | None
+) -> tuple[np.ndarray | None, ImageSet]:
+    """Normalised calibration images drawn from the training split, and the (stratified) test subset."""
+    images = splits.train.images
+    if (images.shape[1], images.shape[2]) != (spec.height, spec.width):
+        raise EdgeClfError(f"data images are {images.shape[1:3]}, the model wants {spec.height}x{spec.width}")
+    calib = None
+    if calibration:
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(images), size=min(calibration, len(images)), replace=False))
+        calib = preprocess.normalize(images[pick], spec)
+    test = splits.test
+    if eval_limit is not None and eval_limit < len(test):
+        test = test.subset(stratified_split(test.labels, eval_limit / len(test), seed)[1])
+    return calib, test
 
 
 def _metrics(check: Verification, tflite_bytes: int, keras_bytes: int, io: str, calibration: int) -> dict[str, Any]:

@@ -99,8 +99,9 @@ def test_convert_lone_keras_file_with_data(tiny_keras_model, colour_folder, tmp_
     assert sidecar["metrics"]["calibration_images"] == 20
     # refuses to overwrite, then does with --force
     one_line_error(capsys, convert_main(argv), "exists; pass --force")
-    assert convert_main([*argv, "--force", "--quantize", "float16"]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["quantization"] == "float16"
+    assert convert_main([*argv, "--force", "--quantize", "float16", "--eval-limit", "9"]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["quantization"] == "float16" and sidecar["metrics"]["n"] == 9
     capsys.readouterr()
     one_line_error(capsys, convert_main([*argv, "--force", "--quantize", "dynamic", "--io", "int8"]), "--io int8")
     one_line_error(capsys, convert_main([*argv, "--force", "--out", str(tmp_path / "x.bin")]), "must end in .tflite")

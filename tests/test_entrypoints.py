@@ -21,6 +21,7 @@ def test_module_and_console_script_agree(command, module):
         pytest.skip("edgeclf console script not installed")
     by_script = subprocess.run([exe, command, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert by_script.returncode == 0, by_script.stderr
+
     # same parser and help text; only the program name (and so the line wrapping) differs
     def words(text, prog):
         return text.replace(prog, "PROG").split()
