@@ -87,3 +87,25 @@ def test_not_a_model(tmp_path):
         Classifier(junk)
     with pytest.raises(ModelLoadError, match="not found"):
         Classifier(tmp_path / "missing.tflite")
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_modes(tmp_path):
+    import os
+
+    from edge_app import files
+    from edge_app.errors import EdgeClfError
+
+    target = files.write_json(tmp_path / "x.json", {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+    def fail(tmp):
+        tmp.write_text("partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(EdgeClfError, match="cannot write .*No space left on device"):
+        files.atomic_write(tmp_path / "x.json", fail)
+    assert json.loads(target.read_text()) == {"a": 1}  # the old file survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
