@@ -6,7 +6,7 @@ dequantised and turned into probabilities when they are not already a distributi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from edge_app.runtime import load_interpreter
 # with scale 1/127.5 and zero point 128 receives as the raw pixel bytes.
 FOREIGN_MEAN = (127.5, 127.5, 127.5)
 FOREIGN_STD = (127.5, 127.5, 127.5)
+BACKGROUND = "background"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Classifier:
         labels_file: str | Path | None = None,
         runtime: str | None = None,
         threads: int | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
     ) -> None:
         self.path = Path(model_path)
         self.interpreter, self.runtime = load_interpreter(self.path, runtime, threads)
@@ -73,8 +76,14 @@ class Classifier:
         self._output = self.interpreter.get_output_details()[0]
         self.input_quant = _tensor_quant(self._input)
         self.output_quant = _tensor_quant(self._output)
-        self.info = self._resolve_info(labels_file)
+        info = self._resolve_info(labels_file)
+        if mean is not None or std is not None:
+            spec = info.input
+            info = info.with_changes(input=replace(spec, mean=mean or spec.mean, std=std or spec.std))
         n_out = int(self._output["shape"][-1])
+        if len(info.labels) == n_out - 1:  # e.g. 1001-output ImageNet models with a 1000-line labels file
+            info = info.with_changes(labels=(BACKGROUND, *info.labels))
+        self.info = info
         if len(self.info.labels) != n_out:
             raise MetadataError(f"{self.path}: {len(self.info.labels)} labels but the model outputs {n_out} scores")
         self._batch = 1
@@ -150,8 +159,17 @@ class Classifier:
             return preprocess.dequantize(raw, q_out.scale, q_out.zero_point)
         return raw.astype(np.float32, copy=False)
 
+    @property
+    def background(self) -> int | None:
+        """Index of a background class (never reported as a prediction), if the labels have one."""
+        first = self.labels[0].lower()
+        return 0 if first in (BACKGROUND, "???", "__background__") else None
+
+    def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k most probable (label, probability) pairs of one probability vector, background skipped."""
+        order = [i for i in np.argsort(-probs) if i != self.background][: max(1, k)]
+        return [(self.labels[i], float(probs[i])) for i in order]
+
     def classify(self, image: np.ndarray, color: str = "BGR", top_k: int = 5) -> list[tuple[str, float]]:
         """One uint8 image in `color` order -> the top-k (label, probability) pairs."""
-        probs = self.predict(preprocess.prepare(image, self.spec, color))[0]
-        order = np.argsort(-probs)[: max(1, top_k)]
-        return [(self.labels[i], float(probs[i])) for i in order]
+        return self.top_k(self.predict(preprocess.prepare(image, self.spec, color))[0], top_k)

@@ -1,20 +1,21 @@
-"""`edgeclf run`: classify images with a .tflite model and print one JSON line per image."""
+"""`edgeclf run` / `python -m edge_app`: live classification from a camera, video, stream or images."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
+from edge_app.live import LiveOptions, run_live
+from edge_app.overlay import gui_available
 from edge_app.runtime import RUNTIMES
-from edge_app.sources import iter_images
+from edge_app.sources import parse_source
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "tutorial_cnn_int8.tflite"
@@ -25,47 +26,110 @@ def default_model() -> Path:
     return Path(os.environ.get("EDGECLF_MODEL") or DEFAULT_MODEL)
 
 
+def _triple(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.replace(",", " ").split()]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("give one number or three (R,G,B)")
+    return parts[0], parts[1], parts[2]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT, e.g. 640x480") from None
+    return w, h
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m edge_app",
-        description="Classify images with a .tflite model using only a TFLite runtime (no TensorFlow).",
+        description="Classify a camera, video, stream or images live with a .tflite model, using only a TFLite "
+        "runtime (no TensorFlow). Headless runs print one JSON line per frame.",
     )
-    parser.add_argument("--model", type=Path, default=None, help=f"the .tflite model (default: {DEFAULT_MODEL.name})")
-    parser.add_argument("--source", required=True, help="an image file, a folder of images or a glob")
+    parser.add_argument("--model", type=Path, help=f"the .tflite model (default: models/{DEFAULT_MODEL.name})")
+    parser.add_argument(
+        "--source",
+        help="picamera2 | camera index (0) | video file | rtsp:// or http:// URL | image, folder or glob "
+        "(default: the first camera found)",
+    )
     parser.add_argument("--labels", type=Path, help="labels file (one per line or 'index label'); overrides metadata")
-    parser.add_argument("--top-k", type=int, default=3, help="how many classes to report (default 3)")
+    parser.add_argument("--mean", type=_triple, help="input mean for a model without metadata (default 127.5)")
+    parser.add_argument("--std", type=_triple, help="input std for a model without metadata (default 127.5)")
+    parser.add_argument("--top-k", type=int, default=3, help="classes to report (default 3)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="below this top score show 'uncertain' (0.5)")
+    parser.add_argument("--smooth", type=int, help="average scores over N frames (default 5 live, 1 for files)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--display", dest="display", action="store_true", default=None, help="show a window")
+    shown.add_argument("--no-display", dest="display", action="store_false", help="headless: JSON lines only")
+    parser.add_argument("--json", action="store_true", help="print JSON lines in display mode too")
+    parser.add_argument("--save-video", type=Path, help="write the annotated stream to this .mp4 / .avi")
+    parser.add_argument("--collect", type=Path, help="save frames below --threshold to DIR/<predicted_label>/")
+    parser.add_argument("--max-frames", type=int, help="stop after N classified frames")
+    parser.add_argument("--duration", type=float, help="stop after S seconds")
+    parser.add_argument("--size", type=_size, default=(640, 480), help="camera resolution WxH (default 640x480)")
+    parser.add_argument("--retries", type=int, default=5, help="reopen a failed camera or stream N times (5)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")
-    parser.add_argument("--verbose", action="store_true", help="print the runtime and model details to stderr")
+    parser.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
+    parser.add_argument("--verbose", action="store_true", help="print the runtime, model and source to stderr")
     return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    bad = [
+        (args.top_k < 1, "--top-k must be at least 1"),
+        (not 0 <= args.threshold <= 1, "--threshold must be between 0 and 1"),
+        (args.smooth is not None and args.smooth < 1, "--smooth must be at least 1"),
+        (args.max_frames is not None and args.max_frames < 1, "--max-frames must be at least 1"),
+        (args.duration is not None and args.duration <= 0, "--duration must be positive"),
+        (args.threads is not None and args.threads < 1, "--threads must be at least 1"),
+        (args.retries < 0, "--retries must be 0 or more"),
+    ]
+    for failed, message in bad:
+        if failed:
+            parser.error(message)
 
 
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Classify each image of --source and print JSON lines: path, top-k labels and scores, ms."""
-    args = build_parser(prog).parse_args(argv)
-    if args.top_k < 1:
-        build_parser(prog).error("--top-k must be at least 1")
-    clf = Classifier(args.model or default_model(), args.labels, args.runtime, args.threads)
+    """Open the model and the source, run the live loop, print the summary line."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    clf = Classifier(args.model or default_model(), args.labels, args.runtime, args.threads, args.mean, args.std)
+    source = parse_source(args.source, args.size)
+    display = args.display
+    if display is None:
+        display = gui_available()[0]
+    elif display:
+        ok, why = gui_available()
+        if not ok:
+            raise EdgeClfError(f"cannot --display: {why}; use --no-display")
     if args.verbose:
         info = clf.info
         print(
-            f"runtime {clf.runtime}; model {clf.path} ({info.architecture}, {info.quantization}, "
-            f"input {info.input.height}x{info.input.width}, {len(info.labels)} labels)",
+            f"runtime {clf.runtime}, {args.threads or os.cpu_count()} threads; model {clf.path} ({info.architecture}, "
+            f"{info.quantization}, input {info.input.height}x{info.input.width} {clf.input_quant.dtype.__name__}, "
+            f"{len(info.labels)} labels); source {source.name} ({'live' if source.live else 'file'}); "
+            f"{'display' if display else 'headless'}",
             file=sys.stderr,
         )
-    count = 0
-    for path, image in iter_images(args.source):
-        start = time.perf_counter_ns()
-        top = clf.classify(image, color="BGR", top_k=args.top_k)
-        ms = (time.perf_counter_ns() - start) / 1e6
-        record = {
-            "source": str(path),
-            "top": [{"label": lab, "score": round(s, 4)} for lab, s in top],
-            "ms": round(ms, 3),
-        }
-        print(json.dumps(record), flush=True)
-        count += 1
-    if not count:
-        raise EdgeClfError(f"no readable image in {args.source}")
+    options = LiveOptions(
+        top_k=args.top_k,
+        threshold=args.threshold,
+        smooth=args.smooth or (5 if source.live else 1),
+        display=display,
+        json_lines=not display or args.json,
+        max_frames=args.max_frames,
+        duration=args.duration,
+        save_video=args.save_video,
+        collect=args.collect,
+    )
+    grabber = Grabber(source, retries=args.retries).start()
+    summary = run_live(clf, grabber, options)
+    print(summary.line(), file=sys.stderr)
+    if summary.frames == 0:
+        raise EdgeClfError(f"no frame could be classified from {source.name}")
     return 0

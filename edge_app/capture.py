@@ -1,0 +1,113 @@
+"""Capture in its own thread. Live sources keep only the newest frame, so a slow model drops
+stale frames instead of building latency; file sources hand over every frame in order.
+A live source that fails is reopened with back-off, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from edge_app.sources import Frame, FrameSource, SourceError
+
+
+class Grabber:
+    """Run `source` in a background thread; `next_frame()` gives the newest unseen frame."""
+
+    def __init__(self, source: FrameSource, retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+        self.source = source
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.dropped = 0
+        self.reconnects = 0
+        self.error: str | None = None
+        self._latest: Frame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="edgeclf-capture", daemon=True)
+
+    def start(self) -> Grabber:
+        """Open the source (errors surface here, in the caller's thread) and start capturing."""
+        self.source.open()
+        self._thread.start()
+        return self
+
+    def _put(self, frame: Frame) -> None:
+        with self._cond:
+            if self.source.live:
+                if self._latest is not None:
+                    self.dropped += 1
+                self._latest = frame
+            else:
+                while self._latest is not None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                self._latest = frame
+            self._cond.notify_all()
+
+    def _reopen(self) -> bool:
+        delay = self.backoff
+        for attempt in range(1, self.retries + 1):
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.close()
+                self.source.open()
+                self.reconnects += 1
+                print(f"note: {self.source.name} reopened (attempt {attempt})", file=sys.stderr)
+                return True
+            except SourceError as exc:
+                print(
+                    f"warning: reopening {self.source.name} failed ({attempt}/{self.retries}): {exc}", file=sys.stderr
+                )
+            delay = min(delay * 2, self.max_backoff)
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = self.source.read()
+                except SourceError as exc:
+                    print(f"warning: {exc}", file=sys.stderr)
+                    if self.source.live and self._reopen():
+                        continue
+                    if not self._stop.is_set():
+                        self.error = f"{exc}; gave up after {self.retries} retries" if self.source.live else str(exc)
+                    break
+                if frame is None:
+                    break
+                self._put(frame)
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def next_frame(self, timeout: float = 5.0) -> Frame | None:
+        """The newest frame not yet taken; None when the source has ended (or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._latest is None and not self._ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            frame, self._latest = self._latest, None
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def ended(self) -> bool:
+        with self._cond:
+            return self._ended and self._latest is None
+
+    def stop(self) -> None:
+        """Stop capturing and release the source."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self.source.close()

@@ -1,0 +1,193 @@
+"""The live loop: newest frame -> shared preprocessing -> invoke -> smoothing -> JSON / overlay / files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from edge_app import files, preprocess
+from edge_app.capture import Grabber
+from edge_app.classifier import Classifier
+from edge_app.errors import EdgeClfError
+from edge_app.overlay import VideoSink, Window, annotate
+from edge_app.sources import Frame
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    top_k: int = 3
+    threshold: float = 0.5
+    smooth: int = 1
+    display: bool = False
+    json_lines: bool = True
+    max_frames: int | None = None
+    duration: float | None = None
+    save_video: Path | None = None
+    collect: Path | None = None
+
+
+class Smoother:
+    """Mean of the last `window` probability vectors, so live labels do not flicker."""
+
+    def __init__(self, window: int) -> None:
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, window))
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        self._recent.append(probs)
+        return probs if len(self._recent) == 1 else np.mean(self._recent, axis=0)
+
+
+@dataclass
+class Summary:
+    """What a run did: frames classified, wall time, inference times, dropped frames."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    infer_ms: list[float] = field(default_factory=list)
+    dropped: int = 0
+    reconnects: int = 0
+    collected: int = 0
+    reason: str = "end of source"
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        ms = np.asarray(self.infer_ms) if self.infer_ms else np.zeros(1)
+        return (
+            f"summary: {self.frames} frames in {self.seconds:.1f} s ({self.reason}), mean {self.fps:.1f} FPS, "
+            f"inference mean {ms.mean():.2f} ms p90 {np.percentile(ms, 90):.2f} ms, "
+            f"{self.dropped} stale frames dropped, {self.reconnects} reconnects"
+            + (f", {self.collected} frames collected" if self.collected else "")
+        )
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM set a flag the loop checks, so the camera and files are closed properly."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def _collect(root: Path, frame: Frame, label: str) -> Path:
+    cv2 = preprocess._cv2()
+    stamp = datetime.fromtimestamp(frame.timestamp, UTC).strftime("%Y%m%dT%H%M%S%f")
+    ok, data = cv2.imencode(".jpg", frame.image)
+    if not ok:
+        raise EdgeClfError("could not encode a frame as JPEG")
+    return files.write_bytes(root / label / f"{stamp}-{frame.index:06d}.jpg", data.tobytes())
+
+
+def _record(
+    frame: Frame, top: list[tuple[str, float]], uncertain: bool, pre_ms: float, infer_ms: float, fps: float
+) -> str:
+    return json.dumps(
+        {
+            "time": datetime.fromtimestamp(frame.timestamp, UTC).isoformat(timespec="milliseconds"),
+            "frame": frame.index,
+            "source": frame.origin,
+            "label": "uncertain" if uncertain else top[0][0],
+            "top": [{"label": name, "score": round(p, 4)} for name, p in top],
+            "preprocess_ms": round(pre_ms, 3),
+            "inference_ms": round(infer_ms, 3),
+            "fps": round(fps, 2),
+        }
+    )
+
+
+def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO = sys.stdout) -> Summary:
+    """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run."""
+    summary = Summary()
+    smoother = Smoother(options.smooth)
+    window = Window() if options.display else None
+    sink = VideoSink(options.save_video, getattr(grabber.source, "fps", 0.0)) if options.save_video else None
+    collect = options.collect
+    fps = 0.0
+    last = None
+    start = time.monotonic()
+    with _StopFlag() as stop:
+        try:
+            while not stop.event.is_set():
+                if options.max_frames is not None and summary.frames >= options.max_frames:
+                    summary.reason = f"--max-frames {options.max_frames}"
+                    break
+                if options.duration is not None and time.monotonic() - start >= options.duration:
+                    summary.reason = f"--duration {options.duration:g}"
+                    break
+                frame = grabber.next_frame(0.25)
+                if frame is None:
+                    if grabber.ended:
+                        break
+                    continue
+                t0 = time.perf_counter_ns()
+                x = preprocess.prepare(frame.for_model, clf.spec, "BGR")
+                t1 = time.perf_counter_ns()
+                probs = clf.predict(x)[0]
+                t2 = time.perf_counter_ns()
+                pre_ms, infer_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6
+                top = clf.top_k(smoother.update(probs), options.top_k)
+                uncertain = top[0][1] < options.threshold
+                now = time.monotonic()
+                if last is not None and now > last:
+                    fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
+                last = now
+                summary.frames += 1
+                summary.infer_ms.append(infer_ms)
+                if options.json_lines:
+                    print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
+                if window or sink:
+                    shown = annotate(frame.image, top, uncertain, infer_ms, fps)
+                    if sink:
+                        sink.write(shown)
+                    if window and not window.show(shown):
+                        summary.reason = "q pressed"
+                        break
+                if collect and uncertain:
+                    try:
+                        _collect(collect, frame, top[0][0])
+                        summary.collected += 1
+                    except EdgeClfError as exc:
+                        print(f"warning: {exc}; collecting stopped", file=sys.stderr)
+                        collect = None
+        except BrokenPipeError:
+            summary.reason = "output closed"
+        finally:
+            summary.seconds = time.monotonic() - start
+            grabber.stop()
+            if sink:
+                sink.close()
+            if window:
+                window.close()
+    if stop.signal:
+        summary.reason = stop.signal
+    summary.dropped, summary.reconnects = grabber.dropped, grabber.reconnects
+    if grabber.error:
+        raise EdgeClfError(f"{grabber.error} ({summary.frames} frames classified before)")
+    return summary

@@ -1,0 +1,116 @@
+"""The Raspberry Pi camera through picamera2 (the only module that imports it).
+
+A main stream (RGB888, which picamera2 stores as B,G,R bytes: OpenCV's BGR) is shown and
+saved; a small lores stream is classified. On a Pi 4 and earlier the lores stream must be
+YUV420 (converted here); a Pi 5 gives RGB888 lores directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_app import preprocess
+from edge_app.sources import Frame, SourceError
+
+MODEL_FILE = Path("/proc/device-tree/model")
+
+
+def pi_model(path: Path = MODEL_FILE) -> str | None:
+    """'Raspberry Pi 5 Model B Rev 1.0' on a Pi, None elsewhere."""
+    try:
+        text = path.read_bytes().rstrip(b"\x00").decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return text if text.startswith("Raspberry Pi") else None
+
+
+def _picamera2_class() -> Any:
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:
+        raise SourceError(
+            "picamera2 is not importable: sudo apt install python3-picamera2, and create the venv with "
+            f"--system-site-packages ({exc})"
+        ) from None
+    return Picamera2
+
+
+def cameras_available() -> bool:
+    """True when picamera2 imports and libcamera lists at least one camera."""
+    try:
+        cls = _picamera2_class()
+        return bool(cls.global_camera_info())
+    except Exception:  # noqa: BLE001 - any failure here just means "no Pi camera"
+        return False
+
+
+class Picamera2Source:
+    """picamera2 with a display-size main stream and a small lores stream for the classifier."""
+
+    live = True
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (640, 480),
+        lores: tuple[int, int] = (320, 240),
+        factory: Callable[[], Any] | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.name = "picamera2"
+        self.size = size
+        self.lores = lores
+        self._factory = factory
+        self._model = model
+        self._cam: Any = None
+        self._index = 0
+        self.lores_format = "YUV420"
+
+    def open(self) -> None:
+        factory = self._factory or _picamera2_class()
+        model = self._model if self._model is not None else (pi_model() or "")
+        self.lores_format = "RGB888" if "Raspberry Pi 5" in model else "YUV420"
+        try:
+            cam = factory()
+            config = cam.create_preview_configuration(
+                main={"size": self.size, "format": "RGB888"},
+                lores={"size": self.lores, "format": self.lores_format},
+            )
+            cam.configure(config)
+            cam.start()
+        except Exception as exc:  # noqa: BLE001 - libcamera raises RuntimeError, IndexError, ...
+            raise SourceError(f"cannot start the Pi camera: {exc}") from None
+        self._cam = cam
+
+    def lores_to_bgr(self, array: Any) -> Any:
+        """The lores array in OpenCV BGR order, whatever format the Pi delivered."""
+        if self.lores_format == "YUV420":
+            cv2 = preprocess._cv2()
+            # I420 planes: (h * 3/2, stride); crop any stride padding after conversion
+            return cv2.cvtColor(array, cv2.COLOR_YUV420p2BGR)[:, : self.lores[0]]
+        return array[:, :, :3]  # RGB888 is B,G,R in memory; XRGB8888 has a 4th byte
+
+    def read(self) -> Frame | None:
+        if self._cam is None:
+            raise SourceError("picamera2 is not open")
+        try:
+            if hasattr(self._cam, "capture_arrays"):  # both streams from one request
+                (main, lores), _ = self._cam.capture_arrays(["main", "lores"])
+            else:
+                main, lores = self._cam.capture_array("main"), self._cam.capture_array("lores")
+        except Exception as exc:  # noqa: BLE001
+            raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from None
+        frame = Frame(main[:, :, :3], self._index, self.name, infer=self.lores_to_bgr(lores))
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._cam is None:
+            return
+        try:
+            self._cam.stop()
+            if hasattr(self._cam, "close"):
+                self._cam.close()
+        finally:
+            self._cam = None
