@@ -23,6 +23,7 @@ from edge_app.runtime import load_interpreter
 FOREIGN_MEAN = (127.5, 127.5, 127.5)
 FOREIGN_STD = (127.5, 127.5, 127.5)
 BACKGROUND = "background"
+FOREIGN = "foreign"  # architecture name given to models without edgeclf metadata
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Classifier:
             spec = info.input
             info = info.with_changes(input=replace(spec, mean=mean or spec.mean, std=std or spec.std))
         n_out = int(self._output["shape"][-1])
-        if len(info.labels) == n_out - 1:  # e.g. 1001-output ImageNet models with a 1000-line labels file
+        if info.architecture == FOREIGN and len(info.labels) == n_out - 1:
+            # e.g. the 1001-output ImageNet models with a 1000-line labels file: index 0 is background
             info = info.with_changes(labels=(BACKGROUND, *info.labels))
         self.info = info
         if len(self.info.labels) != n_out:
@@ -119,7 +121,7 @@ class Classifier:
             raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC RGB image")
         quant = "int8" if self.input_quant.quantized else "float32"
         spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
-        return ModelInfo(labels=labels, input=spec, quantization=quant, architecture="foreign")
+        return ModelInfo(labels=labels, input=spec, quantization=quant, architecture=FOREIGN)
 
     def _set_batch(self, n: int) -> None:
         if n == self._batch:

@@ -122,8 +122,9 @@ def _record(
     )
 
 
-def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO = sys.stdout) -> Summary:
+def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO | None = None) -> Summary:
     """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run."""
+    out = out or sys.stdout
     summary = Summary()
     smoother = Smoother(options.smooth)
     window = Window() if options.display else None

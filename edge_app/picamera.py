@@ -87,8 +87,9 @@ class Picamera2Source:
         """The lores array in OpenCV BGR order, whatever format the Pi delivered."""
         if self.lores_format == "YUV420":
             cv2 = preprocess._cv2()
-            # I420 planes: (h * 3/2, stride); crop any stride padding after conversion
-            return cv2.cvtColor(array, cv2.COLOR_YUV420p2BGR)[:, : self.lores[0]]
+            # picamera2's YUV420 is I420 (Y, then U, then V planes; h * 3/2 rows). OpenCV's
+            # COLOR_YUV420p2BGR means YV12 (V before U) and would swap red and blue here.
+            return cv2.cvtColor(array, cv2.COLOR_YUV2BGR_I420)[:, : self.lores[0]]
         return array[:, :, :3]  # RGB888 is B,G,R in memory; XRGB8888 has a 4th byte
 
     def read(self) -> Frame | None:

@@ -178,14 +178,14 @@ def parse_source(spec: str | None, size: tuple[int, int] = (640, 480)) -> FrameS
     return ImageSource(spec)
 
 
-def first_camera(size: tuple[int, int]) -> FrameSource:
-    """A Pi camera through picamera2 if there is one, else the first /dev/video* device."""
+def first_camera(size: tuple[int, int], dev: Path = Path("/dev")) -> FrameSource:
+    """A Pi camera through picamera2 if there is one, else the first /dev/video* device that delivers."""
     from edge_app.picamera import Picamera2Source, cameras_available
 
     if cameras_available():
         return Picamera2Source(size)
     # On a Pi, /dev/video10+ are the codec and ISP nodes: only a node that delivers a frame counts.
-    indices = sorted(int(d.name[5:]) for d in Path("/dev").glob("video*") if d.name[5:].isdigit())
+    indices = sorted(int(d.name[5:]) for d in dev.glob("video*") if d.name[5:].isdigit())
     for index in indices:
         source = OpenCVSource(index, size)
         try:

@@ -112,7 +112,7 @@ def test_run_bad_inputs(converted, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"nope")
     code = run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "bad.jpg")])
     err = capsys.readouterr().err
-    assert code == 1 and "skipped" in err and "no readable image" in err
+    assert code == 1 and "skipped" in err and "no frame could be classified" in err
     one_line_error(
         capsys, run_main(["--model", str(converted["int8"]), "--source", str(tmp_path / "nope")]), "source not found"
     )

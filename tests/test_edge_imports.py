@@ -7,16 +7,24 @@ from tests.conftest import ROOT
 
 CHECK = """
 import sys, edge_app, edge_app.cli, edge_app.run, edge_app.classifier, edge_app.datasets, edge_app.metrics
+import edge_app.picamera, edge_app.capture, edge_app.live, edge_app.overlay
 from edge_app.run import main
-code = main(["--model", sys.argv[1], "--source", sys.argv[2]])
+code = main(["--model", sys.argv[1], "--source", sys.argv[2], "--save-video", sys.argv[3]])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "train", "convert"))
 print("HEAVY", heavy, "CODE", code)
 """
 
 
-def test_run_imports_no_tensorflow(converted, colour_folder):
+def test_run_imports_no_tensorflow(converted, colour_folder, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", CHECK, str(converted["int8"]), str(colour_folder / "test" / "red")],
+        [
+            sys.executable,
+            "-c",
+            CHECK,
+            str(converted["int8"]),
+            str(colour_folder / "test" / "red"),
+            str(tmp_path / "out.mp4"),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,0 +1,55 @@
+import time
+
+from edge_app.capture import Grabber
+from tests.fakes import ScriptedSource
+
+
+def take_all(grabber, limit=1000):
+    frames = []
+    while len(frames) < limit:
+        frame = grabber.next_frame(2.0)
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def test_file_sources_deliver_every_frame_in_order():
+    grabber = Grabber(ScriptedSource(frames=30, live=False)).start()
+    frames = take_all(grabber)
+    grabber.stop()
+    assert [f.index for f in frames] == list(range(30)) and grabber.dropped == 0 and grabber.error is None
+
+
+def test_live_sources_drop_stale_frames_for_a_slow_consumer():
+    source = ScriptedSource(delay=0.002)
+    grabber = Grabber(source).start()
+    seen = []
+    for _ in range(5):
+        time.sleep(0.05)  # a slow model
+        seen.append(grabber.next_frame(1.0).index)
+    grabber.stop()
+    assert grabber.dropped > 10
+    assert all(b - a > 1 for a, b in zip(seen, seen[1:]))  # always the newest, never the backlog
+    assert source.closes >= 1
+
+
+def test_a_failing_camera_is_reopened_with_backoff():
+    source = ScriptedSource(frames=10**6, fail_at=(5,), fail_opens=1)
+    grabber = Grabber(source, retries=3, backoff=0.01).start()
+    deadline = time.monotonic() + 5
+    while source.delivered < 20 and time.monotonic() < deadline:
+        grabber.next_frame(1.0)
+    grabber.stop()
+    assert source.delivered >= 20 and grabber.reconnects == 1 and source.opens == 3
+    assert grabber.error is None
+
+
+def test_a_camera_that_stays_gone_ends_with_an_error_after_bounded_retries():
+    source = ScriptedSource(frames=5, fail_opens=100)
+    grabber = Grabber(source, retries=3, backoff=0.01, max_backoff=0.02).start()
+    frames = take_all(grabber)
+    grabber.stop()
+    assert len(frames) <= 5
+    assert source.opens == 1 + 3
+    assert "camera unplugged; gave up after 3 retries" in grabber.error

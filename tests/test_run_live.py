@@ -1,0 +1,152 @@
+"""`edgeclf run` end to end on files the tests create, and on scripted failing sources."""
+
+import json
+import os
+import signal
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.run import DEFAULT_MODEL, MODELS_DIR
+from edge_app.run import main as run_main
+from tests.conftest import COLOURS, colour_images
+from tests.fakes import ScriptedSource
+
+
+def colour_video(path, per_class=4, size=(64, 48)):
+    """A clip of solid-ish red, green and blue frames (BGR), `per_class` frames each."""
+    images, labels = colour_images(60, 16, seed=11)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    order = []
+    for cls in range(3):
+        for img in images[labels == cls][:per_class]:
+            writer.write(cv2.resize(img[:, :, ::-1], size, interpolation=cv2.INTER_NEAREST))
+            order.append(COLOURS[cls])
+    writer.release()
+    return path, order
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_headless_video_json_lines(converted, tmp_path, capsys):
+    video, truth = colour_video(tmp_path / "clip.avi")
+    assert run_main(["--model", str(converted["int8"]), "--source", str(video), "--no-display"]) == 0
+    captured = capsys.readouterr()
+    records = json_lines(captured.out)
+    assert [r["frame"] for r in records] == list(range(len(truth)))
+    assert set(records[0]) >= {"time", "frame", "source", "label", "top", "inference_ms", "fps"}
+    assert sum(r["top"][0]["label"] == t for r, t in zip(records, truth)) >= len(truth) - 1
+    assert "summary: 12 frames" in captured.err and "end of source" in captured.err
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
+def test_every_quantization_runs_live(mode, converted, tmp_path, capsys):
+    video, _ = colour_video(tmp_path / "clip.avi", per_class=2)
+    assert run_main(["--model", str(converted[mode]), "--source", str(video), "--max-frames", "3"]) == 0
+    assert len(json_lines(capsys.readouterr().out)) == 3
+
+
+def test_collect_and_save_video(converted, tmp_path, capsys):
+    video, truth = colour_video(tmp_path / "clip.avi")
+    out_video = tmp_path / "out" / "annotated.mp4"
+    argv = [
+        "--model",
+        str(converted["int8"]),
+        "--source",
+        str(video),
+        "--threshold",
+        "1.0",
+        "--collect",
+        str(tmp_path / "collected"),
+        "--save-video",
+        str(out_video),
+    ]
+    assert run_main(argv) == 0
+    saved = sorted((tmp_path / "collected").glob("*/*.jpg"))
+    assert len(saved) == len(truth)  # every frame is below a threshold of 1.0
+    assert {p.parent.name for p in saved} <= set(COLOURS)
+    assert cv2.imread(str(saved[0])).shape == (48, 64, 3)
+    assert all(r["label"] == "uncertain" for r in json_lines(capsys.readouterr().out))
+    cap = cv2.VideoCapture(str(out_video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(truth)
+    ok, first = cap.read()
+    assert ok and first.shape[1] >= 320  # small frames are enlarged so the overlay fits
+    assert not list(out_video.parent.glob(".*partial*"))
+
+
+def test_source_failing_mid_run_retries_then_exits_cleanly(converted, monkeypatch, capsys):
+    source = ScriptedSource(frames=4, fail_opens=100)
+    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
+    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (2, 0.01, 0.02))
+    code = run_main(["--model", str(converted["int8"]), "--source", "0", "--retries", "2"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: camera unplugged; gave up after 2 retries" in err
+    assert source.closes >= 1 and source.opens == 3
+
+
+def test_sigterm_stops_cleanly_with_a_summary(converted, monkeypatch, capsys):
+    source = ScriptedSource(delay=0.005)
+    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    code = run_main(["--model", str(converted["int8"]), "--source", "0", "--duration", "20"])
+    timer.cancel()
+    err = capsys.readouterr().err
+    assert code == 0 and "(SIGTERM)" in err and source.closes >= 1
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+
+
+def test_duration_bound(converted, monkeypatch, capsys):
+    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    assert run_main(["--model", str(converted["int8"]), "--duration", "0.3", "--smooth", "3"]) == 0
+    assert "(--duration 0.3)" in capsys.readouterr().err
+
+
+def test_logits_model_background_class_and_mean_std(tmp_path, capsys):
+    import keras
+
+    from convert import modes
+    from convert.tflite import to_tflite
+
+    keras.utils.set_random_seed(0)
+    # 4 outputs, no softmax (logits); labels file has 3 lines -> index 0 is a background class
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    model.set_weights(
+        [np.array([[0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]], np.float32), np.array([9, 0, 0, 0], np.float32)]
+    )
+    path = tmp_path / "foreign.tflite"
+    path.write_bytes(to_tflite(model, modes.QUANT_MODES["float32"], "float32"))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("0 red\n1 green\n2 blue\n")
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[..., 2] = 255  # red in BGR
+    cv2.imwrite(str(tmp_path / "red.png"), image)
+    argv = ["--model", str(path), "--labels", str(labels), "--source", str(tmp_path / "red.png"), "--top-k", "3"]
+    assert run_main([*argv, "--mean", "0", "--std", "1"]) == 0  # raw 0..255 inputs: red logit 5*255 wins
+    rec = json_lines(capsys.readouterr().out)[0]
+    assert rec["label"] == "red" and rec["top"][0]["score"] > 0.99
+    assert "background" not in [t["label"] for t in rec["top"]]
+    assert run_main(argv) == 0  # default foreign normalisation maps to [-1, 1]: red logit 5 < background 9
+    rec = json_lines(capsys.readouterr().out)[0]
+    assert rec["label"] == "uncertain" and 0 < sum(t["score"] for t in rec["top"]) < 0.5
+
+
+def test_bad_run_arguments(converted, capsys):
+    for argv in (["--top-k", "0"], ["--threshold", "2"], ["--size", "big"], ["--mean", "1,2"], ["--smooth", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            run_main(["--model", str(converted["int8"]), *argv])
+        assert exc.value.code == 2
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no shipped default model")
+def test_shipped_default_model_on_the_samples(capsys):
+    samples = sorted((MODELS_DIR / "samples").glob("*.jpg"))
+    assert run_main(["--source", str(MODELS_DIR / "samples" / "*.jpg"), "--top-k", "1", "--threshold", "0"]) == 0
+    records = json_lines(capsys.readouterr().out)
+    correct = sum(r["label"] == os.path.basename(r["source"])[:-4] for r in records)
+    assert len(records) == len(samples) == 10 and correct >= 6
