@@ -17,8 +17,9 @@ from edge_app.errors import EdgeClfError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train.cli", "train a CNN on CIFAR-10 or an image folder (host, needs [train])"),
     "convert": ("convert.cli", "Keras model -> .tflite (float32/float16/dynamic/int8) with verification"),
-    "run": ("edge_app.run", "classify images with a .tflite model (TFLite runtime only)"),
+    "run": ("edge_app.run", "live classification from a camera, video, stream or images (TFLite only)"),
     "bench": ("benchmarks.cli", "latency / accuracy / size of .tflite models"),
+    "doctor": ("edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
 }
 
 
