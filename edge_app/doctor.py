@@ -107,6 +107,13 @@ def check_camera_and_display() -> list[Check]:
     if importlib.util.find_spec("picamera2") is not None:
         from edge_app.picamera import cameras_available
 
+        try:
+            importlib.import_module("picamera2")
+        except Exception as exc:  # noqa: BLE001 - typically numpy 2 in the venv vs apt's numpy 1.x builds
+            fix = (
+                "keep the system numpy in the venv: pip install \"numpy==<apt version>\" 'opencv-python-headless<4.12'"
+            )
+            return checks + [Check(FAIL, "picamera2", f"installed but does not import: {exc}", fix)]
         cams = cameras_available()
         checks.append(
             Check(

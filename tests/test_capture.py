@@ -53,3 +53,19 @@ def test_a_camera_that_stays_gone_ends_with_an_error_after_bounded_retries():
     assert len(frames) <= 5
     assert source.opens == 1 + 3
     assert "camera unplugged; gave up after 3 retries" in grabber.error
+
+
+def test_smoother_and_summary():
+    import numpy as np
+
+    from edge_app.live import Smoother, Summary
+
+    smoother = Smoother(3)
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert smoother.update(a).tolist() == [1.0, 0.0]
+    assert np.allclose(smoother.update(b), [0.5, 0.5])
+    smoother.update(b)
+    assert np.allclose(smoother.update(b), [0.0, 1.0])  # the window forgets the first frame
+    summary = Summary(frames=10, seconds=2.0, infer_ms=[1.0] * 9 + [11.0], dropped=3, reason="SIGINT")
+    line = summary.line()
+    assert "10 frames in 2.0 s (SIGINT), mean 5.0 FPS, inference mean 2.00 ms p90 2.00 ms, 3 stale frames" in line

@@ -8,7 +8,16 @@ def test_doctor_on_this_machine(capsys):
     code = doctor_main([])
     out = capsys.readouterr().out
     assert code == 0, out
-    for name in ("machine:", "python:", "numpy:", "ai_edge_litert:", "opencv:", "display:", "model:", "classification:"):
+    for name in (
+        "machine:",
+        "python:",
+        "numpy:",
+        "ai_edge_litert:",
+        "opencv:",
+        "display:",
+        "model:",
+        "classification:",
+    ):
         assert name in out
     assert out.strip().splitlines()[-1].endswith("0 failed")
 
