@@ -58,7 +58,7 @@ class Grabber:
                 self.reconnects += 1
                 print(f"note: {self.source.name} reopened (attempt {attempt})", file=sys.stderr)
                 return True
-            except SourceError as exc:
+            except Exception as exc:  # noqa: BLE001 - drivers raise anything; each failure is one retry
                 print(
                     f"warning: reopening {self.source.name} failed ({attempt}/{self.retries}): {exc}", file=sys.stderr
                 )
@@ -70,7 +70,9 @@ class Grabber:
             while not self._stop.is_set():
                 try:
                     frame = self.source.read()
-                except SourceError as exc:
+                except Exception as exc:  # noqa: BLE001 - cv2.error, RuntimeError...: a failed read
+                    if not isinstance(exc, SourceError):
+                        exc = SourceError(f"{self.source.name} failed: {type(exc).__name__}: {exc}")
                     print(f"warning: {exc}", file=sys.stderr)
                     if self.source.live and self._reopen():
                         continue
@@ -81,9 +83,16 @@ class Grabber:
                     break
                 self._put(frame)
         finally:
+            self._close_source()  # in this thread, so never while a read() is in progress
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
+
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001 - a failing close must not hide the run's result
+            print(f"warning: closing {self.source.name} failed: {exc}", file=sys.stderr)
 
     def next_frame(self, timeout: float = 5.0) -> Frame | None:
         """The newest frame not yet taken; None when the source has ended (or `timeout` passed)."""
@@ -110,4 +119,7 @@ class Grabber:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
-        self.source.close()
+        if not self._thread.is_alive() and not self._thread.ident:
+            self._close_source()  # never started: close what start() opened
+        elif self._thread.is_alive():
+            print(f"warning: {self.source.name} did not stop within 5 s", file=sys.stderr)

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_app import metadata, preprocess
 from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import MetadataError
+from edge_app.errors import MetadataError, ModelLoadError
 from edge_app.labels import read_labels
 from edge_app.runtime import load_interpreter
 
@@ -41,6 +41,8 @@ class TensorQuant:
 
 def _tensor_quant(detail: dict[str, Any]) -> TensorQuant:
     scale, zero_point = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(detail["dtype"], np.integer) and not scale:
+        scale, zero_point = 1.0, 0  # an integer tensor without parameters holds the values themselves
     return TensorQuant(detail["dtype"], float(scale), int(zero_point))
 
 
@@ -108,7 +110,9 @@ class Classifier:
             except MetadataError:
                 info = self._foreign_info(labels)
         shape = self._input["shape"]
-        if len(shape) != 4 or (int(shape[1]), int(shape[2])) != (info.input.height, info.input.width):
+        if len(shape) != 4 or int(shape[3]) != 3:
+            raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC 3-channel image")
+        if (int(shape[1]), int(shape[2])) != (info.input.height, info.input.width):
             raise MetadataError(
                 f"{self.path}: metadata says input {info.input.height}x{info.input.width} "
                 f"but the model's input tensor is {list(shape)}"
@@ -120,7 +124,10 @@ class Classifier:
         if len(shape) != 4 or int(shape[3]) != 3:
             raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC RGB image")
         quant = "int8" if self.input_quant.quantized else "float32"
-        spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
+        if self.input_quant.quantized and self.input_quant.scale == 1.0 and self.input_quant.zero_point == 0:
+            spec = InputSpec(int(shape[1]), int(shape[2]), mean=(0.0,) * 3, std=(1.0,) * 3)  # raw pixel bytes
+        else:
+            spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
         return ModelInfo(labels=labels, input=spec, quantization=quant, architecture=FOREIGN)
 
     def _set_batch(self, n: int) -> None:
@@ -153,8 +160,11 @@ class Classifier:
             tensor = preprocess.quantize(chunk, q_in.scale, q_in.zero_point, q_in.dtype)
         else:
             tensor = chunk.astype(q_in.dtype, copy=False)
-        self.interpreter.set_tensor(self._input["index"], tensor)
-        self.interpreter.invoke()
+        try:
+            self.interpreter.set_tensor(self._input["index"], tensor)
+            self.interpreter.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{self.path}: inference failed: {str(exc).strip().splitlines()[0]}") from None
         raw = self.interpreter.get_tensor(self._output["index"])
         q_out = self.output_quant
         if q_out.quantized:

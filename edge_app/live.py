@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -96,13 +97,19 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def safe_name(label: str) -> str:
+    """A label as one safe path component ('T-shirt/top' -> 'T-shirt_top'; never '.' or '..')."""
+    name = re.sub(r"[^\w.-]+", "_", label).strip("._") or "unlabelled"
+    return name
+
+
 def _collect(root: Path, frame: Frame, label: str) -> Path:
     cv2 = preprocess._cv2()
     stamp = datetime.fromtimestamp(frame.timestamp, UTC).strftime("%Y%m%dT%H%M%S%f")
     ok, data = cv2.imencode(".jpg", frame.image)
     if not ok:
         raise EdgeClfError("could not encode a frame as JPEG")
-    return files.write_bytes(root / label / f"{stamp}-{frame.index:06d}.jpg", data.tobytes())
+    return files.write_bytes(root / safe_name(label) / f"{stamp}-{frame.index:06d}.jpg", data.tobytes())
 
 
 def _record(
@@ -128,7 +135,8 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
     summary = Summary()
     smoother = Smoother(options.smooth)
     window = Window() if options.display else None
-    sink = VideoSink(options.save_video, getattr(grabber.source, "fps", 0.0)) if options.save_video else None
+    source = grabber.source
+    sink = VideoSink(options.save_video, getattr(source, "fps", 0.0), source.live) if options.save_video else None
     collect = options.collect
     fps = 0.0
     last = None
@@ -166,7 +174,7 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
                 if window or sink:
                     shown = annotate(frame.image, top, uncertain, infer_ms, fps)
                     if sink:
-                        sink.write(shown)
+                        sink.write(shown, frame.timestamp)
                     if window and not window.show(shown):
                         summary.reason = "q pressed"
                         break

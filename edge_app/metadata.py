@@ -63,7 +63,11 @@ def read_sidecar(model_path: str | Path) -> ModelInfo | None:
     path = sidecar_path(model_path)
     if not path.is_file():
         return None
-    return _parse(path.read_bytes(), str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return _parse(raw, str(path))
 
 
 def write_model(model_path: str | Path, model_bytes: bytes, info: ModelInfo) -> Path:

@@ -75,29 +75,46 @@ class Window:
 
 
 class VideoSink:
-    """Annotated frames to a video file, written to a temp name and renamed when closed."""
+    """Annotated frames to a video file, written to a temp name and renamed when closed.
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    For live sources (`realtime`), each frame is repeated to fill the time until the next
+    one, so playback runs at real speed although the classifier skipped stale frames.
+    """
+
+    def __init__(self, path: str | Path, fps: float, realtime: bool = False) -> None:
         self.path = Path(path)
         self.fps = fps if fps > 0 else 10.0
+        self.realtime = realtime
+        self._last: float | None = None
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         cv2 = preprocess._cv2()
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._size = (image.shape[1], image.shape[0])
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise EdgeClfError(f"cannot write video {self.path}: {exc.strerror or exc}") from None
+            size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-            self._writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self._size)
-            if not self._writer.isOpened():
-                raise EdgeClfError(f"cannot write video {self.path} (use .mp4 or .avi)")
+            writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, size)
+            if not writer.isOpened():
+                writer.release()
+                raise EdgeClfError(f"cannot write video {self.path} (use .mp4 or .avi in a writable folder)")
+            self._writer, self._size = writer, size
         if (image.shape[1], image.shape[0]) != self._size:
             image = cv2.resize(image, self._size)
-        self._writer.write(image)
-        self.frames += 1
+        copies = 1
+        if self.realtime and timestamp is not None:
+            if self._last is not None:
+                copies = max(1, min(round((timestamp - self._last) * self.fps), int(self.fps * 5)))
+            self._last = timestamp
+        for _ in range(copies):
+            self._writer.write(image)
+        self.frames += copies
 
     def close(self) -> None:
         if self._writer is None:

@@ -71,6 +71,7 @@ class Picamera2Source:
         factory = self._factory or _picamera2_class()
         model = self._model if self._model is not None else (pi_model() or "")
         self.lores_format = "RGB888" if "Raspberry Pi 5" in model else "YUV420"
+        cam = None
         try:
             cam = factory()
             config = cam.create_preview_configuration(
@@ -80,6 +81,11 @@ class Picamera2Source:
             cam.configure(config)
             cam.start()
         except Exception as exc:  # noqa: BLE001 - libcamera raises RuntimeError, IndexError, ...
+            if cam is not None and hasattr(cam, "close"):
+                try:
+                    cam.close()  # release it, or every retry finds the camera busy
+                except Exception:  # noqa: BLE001, S110
+                    pass
             raise SourceError(f"cannot start the Pi camera: {exc}") from None
         self._cam = cam
 
@@ -100,18 +106,21 @@ class Picamera2Source:
                 (main, lores), _ = self._cam.capture_arrays(["main", "lores"])
             else:
                 main, lores = self._cam.capture_array("main"), self._cam.capture_array("lores")
+            infer = self.lores_to_bgr(lores)
         except Exception as exc:  # noqa: BLE001
             raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from None
-        frame = Frame(main[:, :, :3], self._index, self.name, infer=self.lores_to_bgr(lores))
+        frame = Frame(main[:, :, :3], self._index, self.name, infer=infer)
         self._index += 1
         return frame
 
     def close(self) -> None:
         if self._cam is None:
             return
+        cam, self._cam = self._cam, None
         try:
-            self._cam.stop()
-            if hasattr(self._cam, "close"):
-                self._cam.close()
+            cam.stop()
+        except Exception as exc:  # noqa: BLE001
+            raise SourceError(f"stopping the Pi camera failed: {exc}") from None
         finally:
-            self._cam = None
+            if hasattr(cam, "close"):
+                cam.close()

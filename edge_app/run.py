@@ -130,6 +130,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     grabber = Grabber(source, retries=args.retries).start()
     summary = run_live(clf, grabber, options)
     print(summary.line(), file=sys.stderr)
-    if summary.frames == 0:
+    if summary.frames == 0 and not summary.reason.startswith("SIG"):
         raise EdgeClfError(f"no frame could be classified from {source.name}")
     return 0

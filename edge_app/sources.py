@@ -122,6 +122,7 @@ class OpenCVSource:
         self.size = size
         self._cap: Any = None
         self._index = 0
+        self.fps = 0.0
 
     def open(self) -> None:
         cv2 = preprocess._cv2()
@@ -134,13 +135,9 @@ class OpenCVSource:
         if isinstance(self.spec, int) and self.size:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        fps = cap.get(cv2.CAP_PROP_FPS)  # read here, not while the capture thread reads frames
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 0.0
         self._cap = cap
-
-    @property
-    def fps(self) -> float:
-        cv2 = preprocess._cv2()
-        value = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0.0
-        return float(value) if value and value < 1000 else 0.0
 
     def read(self) -> Frame | None:
         if self._cap is None:

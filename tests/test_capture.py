@@ -69,3 +69,45 @@ def test_smoother_and_summary():
     summary = Summary(frames=10, seconds=2.0, infer_ms=[1.0] * 9 + [11.0], dropped=3, reason="SIGINT")
     line = summary.line()
     assert "10 frames in 2.0 s (SIGINT), mean 5.0 FPS, inference mean 2.00 ms p90 2.00 ms, 3 stale frames" in line
+
+
+def test_unexpected_driver_exceptions_count_as_failures():
+    class Exploding:
+        name, live = "exploding", True
+
+        def __init__(self):
+            self.closes = 0
+
+        def open(self):
+            pass
+
+        def read(self):
+            raise RuntimeError("driver crashed")
+
+        def close(self):
+            self.closes += 1
+
+    source = Exploding()
+    grabber = Grabber(source, retries=1, backoff=0.01).start()
+    assert grabber.next_frame(2.0) is None
+    grabber.stop()
+    assert "exploding failed: RuntimeError: driver crashed" in grabber.error
+    assert source.closes >= 1
+
+
+def test_safe_collect_names_and_realtime_video(tmp_path):
+    import cv2
+    import numpy as np
+
+    from edge_app.live import safe_name
+    from edge_app.overlay import VideoSink
+
+    assert safe_name("T-shirt/top") == "T-shirt_top"
+    assert safe_name("..") == "unlabelled" and safe_name("../etc") == "etc"
+    sink = VideoSink(tmp_path / "live.avi", fps=10.0, realtime=True)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for t in (0.0, 0.5, 0.6):  # half a second, then a tenth: 1 + 5 + 1 frames at 10 fps
+        sink.write(image, timestamp=t)
+    sink.close()
+    assert sink.frames == 7
+    assert int(cv2.VideoCapture(str(tmp_path / "live.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 7
