@@ -23,6 +23,7 @@ class Grabber:
         self.dropped = 0
         self.reconnects = 0
         self.error: str | None = None
+        self._attempts = 0
         self._latest: Frame | None = None
         self._ended = False
         self._stop = threading.Event()
@@ -48,21 +49,25 @@ class Grabber:
             self._cond.notify_all()
 
     def _reopen(self) -> bool:
-        delay = self.backoff
-        for attempt in range(1, self.retries + 1):
+        """Reopen with growing delays. The budget of `retries` attempts is shared by failed reads
+        and failed opens, and refilled only by a delivered frame, so a source that opens but
+        never delivers also ends."""
+        while self._attempts < self.retries:
+            self._attempts += 1
+            delay = min(self.backoff * 2 ** (self._attempts - 1), self.max_backoff)
             if self._stop.wait(delay):
                 return False
             try:
                 self.source.close()
                 self.source.open()
                 self.reconnects += 1
-                print(f"note: {self.source.name} reopened (attempt {attempt})", file=sys.stderr)
+                print(f"note: {self.source.name} reopened (attempt {self._attempts})", file=sys.stderr)
                 return True
             except Exception as exc:  # noqa: BLE001 - drivers raise anything; each failure is one retry
                 print(
-                    f"warning: reopening {self.source.name} failed ({attempt}/{self.retries}): {exc}", file=sys.stderr
+                    f"warning: reopening {self.source.name} failed ({self._attempts}/{self.retries}): {exc}",
+                    file=sys.stderr,
                 )
-            delay = min(delay * 2, self.max_backoff)
         return False
 
     def _run(self) -> None:
@@ -81,6 +86,7 @@ class Grabber:
                     break
                 if frame is None:
                     break
+                self._attempts = 0
                 self._put(frame)
         finally:
             self._close_source()  # in this thread, so never while a read() is in progress
