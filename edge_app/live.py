@@ -48,6 +48,34 @@ class Smoother:
         return probs if len(self._recent) == 1 else np.mean(self._recent, axis=0)
 
 
+@dataclass(frozen=True)
+class FrameResult:
+    top: list[tuple[str, float]]
+    uncertain: bool
+    pre_ms: float
+    infer_ms: float
+
+
+class FrameStep:
+    """One frame through the app: shared preprocessing, invoke, smoothing, top-k, threshold.
+
+    The live loop and the end-to-end benchmark both call this, so they time the same code.
+    """
+
+    def __init__(self, clf: Classifier, top_k: int = 3, threshold: float = 0.5, smooth: int = 1) -> None:
+        self.clf, self.k, self.threshold = clf, top_k, threshold
+        self.smoother = Smoother(smooth)
+
+    def __call__(self, image_bgr: np.ndarray) -> FrameResult:
+        t0 = time.perf_counter_ns()
+        x = preprocess.prepare(image_bgr, self.clf.spec, "BGR")
+        t1 = time.perf_counter_ns()
+        probs = self.clf.predict(x)[0]
+        t2 = time.perf_counter_ns()
+        top = self.clf.top_k(self.smoother.update(probs), self.k)
+        return FrameResult(top, top[0][1] < self.threshold, (t1 - t0) / 1e6, (t2 - t1) / 1e6)
+
+
 @dataclass
 class Summary:
     """What a run did: frames classified, wall time, inference times, dropped frames."""
@@ -133,7 +161,7 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
     """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run."""
     out = out or sys.stdout
     summary = Summary()
-    smoother = Smoother(options.smooth)
+    step = FrameStep(clf, options.top_k, options.threshold, options.smooth)
     window = Window() if options.display else None
     source = grabber.source
     sink = VideoSink(options.save_video, getattr(source, "fps", 0.0), source.live) if options.save_video else None
@@ -155,14 +183,8 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
                     if grabber.ended:
                         break
                     continue
-                t0 = time.perf_counter_ns()
-                x = preprocess.prepare(frame.for_model, clf.spec, "BGR")
-                t1 = time.perf_counter_ns()
-                probs = clf.predict(x)[0]
-                t2 = time.perf_counter_ns()
-                pre_ms, infer_ms = (t1 - t0) / 1e6, (t2 - t1) / 1e6
-                top = clf.top_k(smoother.update(probs), options.top_k)
-                uncertain = top[0][1] < options.threshold
+                result = step(frame.for_model)
+                top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
                 now = time.monotonic()
                 if last is not None and now > last:
                     fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
