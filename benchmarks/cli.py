@@ -1,100 +1,104 @@
-"""`edgeclf bench` / `python -m benchmarks`: a side-by-side table of .tflite models."""
+"""`edgeclf bench` / `python -m benchmarks`: every model, runtime and thread count side by side."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import datetime
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from benchmarks.measure import accuracy, evaluation_set, latency
-from edge_app import files, metrics
-from edge_app.classifier import Classifier
+from benchmarks import bench, device, report
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
 from edge_app.run import MODELS_DIR
 from edge_app.runtime import RUNTIMES
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_KERAS = MODELS_DIR / "tutorial_cnn.keras"
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("thread counts must be at least 1")
+    return values
+
+
+def _runtimes(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"runtimes must be from {', '.join(RUNTIMES)}")
+    return names
+
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m benchmarks",
-        description="Measure invoke() latency, size and (with --data) accuracy of .tflite models, side by side.",
+        description="Benchmark .tflite models side by side: invoke() and end-to-end 640x480 frame latency, "
+        "accuracy, size, peak RSS and cold start, plus the tutorial's Keras deployment as a reference. "
+        "Writes report.md, report.json, report.csv and latency_accuracy.png.",
     )
     parser.add_argument("models", nargs="*", type=Path, help=f"models (default: every .tflite in {MODELS_DIR})")
-    parser.add_argument("--data", type=Path, help="image folder to evaluate on (its test/ split when present)")
-    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
-    parser.add_argument("--quick", action="store_true", help="seconds instead of a minute: for tests and CI")
-    parser.add_argument("--out", type=Path, help="also write the raw numbers as JSON to this file")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="evaluation images: an image folder (its test/ split when present) "
+        "or CIFAR-10's python batches (cifar-10-batches-py)",
+    )
+    parser.add_argument("--threads", type=_ints, default=[1], help="comma list of thread counts (default 1)")
+    parser.add_argument("--runtime", type=_runtimes, default=[None], help="comma list of runtimes (default: auto)")
+    parser.add_argument("--quick", action="store_true", help="seconds, not minutes (tests, CI)")
+    parser.add_argument("--eval-limit", type=int, help="evaluate on at most N images (quick default 300)")
+    parser.add_argument("--keras", type=Path, help=f"Keras model for the reference row (default {DEFAULT_KERAS.name})")
+    parser.add_argument("--no-reference", action="store_true", help="skip the Keras reference row")
+    parser.add_argument("--out", type=Path, help="report folder (default benchmarks/results/<device>-<date>/)")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="print two report.json files side by side and exit",
+    )
     return parser
-
-
-def bench_model(path: Path, args: argparse.Namespace, float_probs: dict[str, Any]) -> dict[str, Any]:
-    clf = Classifier(path, runtime=args.runtime, threads=args.threads)
-    timing = latency(clf, 0.5 if args.quick else 10.0, 20 if args.quick else 200)
-    row: dict[str, Any] = {
-        "model": str(path),
-        "architecture": clf.info.architecture,
-        "quantization": clf.info.quantization,
-        "runtime": str(clf.runtime),
-        "threads": args.threads,
-        "invoke_ms": timing,
-        "bytes": path.stat().st_size,
-    }
-    if args.data:
-        data = evaluation_set(args.data, clf.labels, (clf.spec.height, clf.spec.width), clf.spec.resize)
-        report, probs = accuracy(clf, data)
-        row.update(top1=report["accuracy"], top5=report.get("top5"), macro_f1=report["macro_f1"], n=report["n"])
-        key = clf.info.architecture
-        if clf.info.quantization == "float32":
-            float_probs[key] = probs
-        if key in float_probs and len(float_probs[key]) == len(probs):
-            row["agreement_vs_float32"] = metrics.agreement(float_probs[key], probs)
-    return row
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = "| model | quant | runtime | threads | invoke p50 ms | p90 ms | bytes | top-1 | macro F1 | agree f32 |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        fmt = {k: f"{r[k]:.4f}" if r.get(k) is not None else "-" for k in ("top1", "macro_f1", "agreement_vs_float32")}
-        lines.append(
-            f"| {Path(r['model']).name} | {r['quantization']} | {r['runtime']} | {r['threads']} | "
-            f"{r['invoke_ms']['p50']:.3f} | {r['invoke_ms']['p90']:.3f} | {r['bytes']:,} | "
-            f"{fmt['top1']} | {fmt['macro_f1']} | {fmt['agreement_vs_float32']} |"
-        )
-    return "\n".join(lines)
-
-
-def device() -> dict[str, Any]:
-    import numpy
-
-    return {
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-    }
 
 
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Benchmark the models and print a Markdown table."""
-    args = build_parser(prog).parse_args(argv)
-    if args.threads < 1:
-        raise EdgeClfError("--threads must be at least 1")
+    """Run the benchmark and write its report, or compare two reports."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.compare:
+        a, b = (report.load(p) for p in args.compare)
+        print(report.compare(a, b, (args.compare[0].parent.name or "A", args.compare[1].parent.name or "B")))
+        return 0
+    if args.eval_limit is not None and args.eval_limit < 1:
+        parser.error("--eval-limit must be at least 1")
     models = args.models or sorted(MODELS_DIR.glob("*.tflite"))
     if not models:
         raise EdgeClfError(f"no .tflite models given and none in {MODELS_DIR}")
-    # float32 first so the others can be compared with it
-    models = sorted(models, key=lambda p: 0 if "float32" in p.name else 1)
-    float_probs: dict[str, Any] = {}
-    rows = [bench_model(Path(m), args, float_probs) for m in models]
-    print(table(rows))
-    if args.out:
-        files.write_json(args.out, {"device": device(), "rows": rows})
+    missing = [str(m) for m in models if not m.is_file()]
+    if missing:
+        raise EdgeClfError(f"model file(s) not found: {', '.join(missing)}")
+    # float32 first, so each quantized row can be compared with it
+    models = sorted(models, key=lambda p: (0 if "float32" in p.name else 1, p.name))
+    keras = None if args.no_reference else (args.keras or (DEFAULT_KERAS if DEFAULT_KERAS.is_file() else None))
+    config = bench.BenchConfig(
+        models=models,
+        threads=args.threads,
+        runtimes=args.runtime,
+        data=args.data,
+        keras=keras,
+        mode=bench.QUICK if args.quick else bench.FULL,
+        eval_limit=args.eval_limit,
+    )
+    result = bench.run(config)
+    out = args.out or RESULTS_DIR / f"{device.slug(result['device'])}-{datetime.date.today().isoformat()}"
+    paths = report.write(result, out)
+    print(report.to_markdown(result))
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

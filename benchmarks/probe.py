@@ -1,0 +1,91 @@
+"""A fresh process that loads one model and classifies 640x480 frames, for cold start and memory.
+
+Prints a JSON line the moment the first result exists (the parent times process start to
+that line), then one with the frame latencies and the peak RSS of the whole process.
+`--keras` runs the tutorial's deployment path instead: the Keras model, `model.predict` on
+one image at a time (this imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def frame_640x480(seed: int = 0) -> np.ndarray:
+    """A deterministic 640x480 BGR test frame (smooth gradients plus noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:480, 0:640]
+    base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=2)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB.
+
+    VmHWM belongs to this program's own address space; ru_maxrss would also count the parent's
+    size at fork time, which Linux carries across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _tflite_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
+    from edge_app.classifier import Classifier
+    from edge_app.live import FrameStep
+
+    return FrameStep(Classifier(args.model, runtime=args.runtime, threads=args.threads))
+
+
+def _keras_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
+    import keras
+
+    from edge_app import metadata, preprocess
+
+    spec = metadata.load_info(args.model).input
+    model = keras.models.load_model(args.keras, compile=False)
+
+    def step(image: np.ndarray) -> Any:
+        x = preprocess.prepare(image, spec, "BGR")
+        return model.predict(x[None], verbose=0)[0]
+
+    return step
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe")
+    parser.add_argument("--model", type=Path, required=True, help=".tflite (its metadata gives the input spec)")
+    parser.add_argument("--keras", type=Path, help="time this Keras model with model.predict instead")
+    parser.add_argument("--runtime")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=50)
+    args = parser.parse_args(argv)
+    frame = frame_640x480()
+    step = _keras_step(args) if args.keras else _tflite_step(args)
+    step(frame)
+    print(json.dumps({"first_result": True}), flush=True)
+    times = []
+    for _ in range(args.frames):
+        start = time.perf_counter_ns()
+        step(frame)
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    from benchmarks.stats import summarize
+
+    print(json.dumps({"frame_ms": summarize(times), "rss_mb": round(peak_rss_mb(), 1)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Benchmark reports: report.md (for people), report.json (every number), report.csv, and
+latency_accuracy.png; and `--compare` of two report.json files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app import files, preprocess
+from edge_app.errors import EdgeClfError
+
+CSV_COLUMNS = (
+    "model", "architecture", "quantization", "runtime", "threads", "input",
+    "invoke_ms.p50", "invoke_ms.p90", "invoke_ms.p99", "invoke_ms.mean", "invoke_ms.std", "invoke_ms.n",
+    "frame_ms.p50", "frame_ms.p90", "frame_ms.p99", "fps",
+    "top1", "top5", "macro_f1", "agreement_vs_float32", "bytes", "rss_mb", "cold_start_s",
+)  # fmt: skip
+
+
+def _get(row: dict[str, Any], dotted: str) -> Any:
+    value: Any = row
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _f(value: Any, digits: int = 2, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if pct else f"{value:.{digits}f}"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report["rows"]:
+        writer.writerow(["" if (v := _get(row, c)) is None else v for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    d = report["device"]
+    lines = [
+        f"# Benchmark: {d.get('pi_model') or d['cpu']}",
+        "",
+        f"- Device: {d['cpu']}, {d['cores']} cores, {d['machine']}, {d['os']}"
+        + (f", {d['pi_model']}" if d.get("pi_model") else ""),
+        f"- Python {d['python']}, numpy {d['numpy']}; mode `{report['mode']}`",
+        f"- Thermal before / after: {report['thermal']['before']} / {report['thermal']['after']}",
+        "",
+        "invoke = `interpreter.invoke()` alone; frame = a 640x480 BGR frame through the app's own preprocessing, "
+        "invoke and post-processing (`edge_app.live.FrameStep`, as `edgeclf run` does). Variants were timed in "
+        "turns (A, B, A, B, ...). RSS and cold start (process start to first result) come from a fresh process "
+        "per row.",
+        "",
+        "| model | quant | runtime | threads | invoke p50 / p90 / p99 ms | frame p50 / p90 ms | FPS | top-1 | top-5 "
+        "| macro F1 | agree f32 | bytes | RSS MB | cold start s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        inv, fr = r["invoke_ms"], r["frame_ms"]
+        lines.append(
+            f"| {Path(r['model']).name} | {r['quantization']} | {r['runtime']} | {r['threads']} | "
+            f"{_f(inv['p50'], 3)} / {_f(inv['p90'], 3)} / {_f(inv['p99'], 3)} | {_f(fr['p50'], 3)} / "
+            f"{_f(fr['p90'], 3)} | {_f(r['fps'], 1)} | {_f(r.get('top1'), pct=True)} | "
+            f"{_f(r.get('top5'), pct=True)} | {_f(r.get('macro_f1'), 4)} | "
+            f"{_f(r.get('agreement_vs_float32'), pct=True)} | "
+            f"{r['bytes']:,} | {_f(r['rss_mb'], 1)} | {_f(r['cold_start_s'], 2)} |"
+        )
+    ratio_rows = [r for r in report["rows"] if "vs_float32" in r and r["quantization"] != "float32"]
+    if ratio_rows:
+        lines += [
+            "",
+            "## Against float32 (same architecture, runtime and threads)",
+            "",
+            "| model | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in ratio_rows:
+            v = r["vs_float32"]
+            delta = "-" if v["top1_delta_points"] is None else f"{v['top1_delta_points']:+.2f} pt"
+            lines.append(
+                f"| {Path(r['model']).name} | {r['threads']} | x{v['invoke_speedup']:.2f} | "
+                f"x{v['frame_speedup']:.2f} | "
+                f"x{v['size_ratio']:.3f} | {delta} | x{v['rss_ratio']:.2f} |"
+            )
+    ref = report.get("reference", {})
+    lines += ["", "## The tutorial's deployment as a reference", ""]
+    if "row" in ref:
+        k, ratios, edge = ref["row"], ref["ratios"], ref["edge_row"]
+        lines += [
+            f"{k['path']}: `{k['model']}` on {k['runtime']}; against `{Path(edge['model']).name}` "
+            f"({edge['runtime']}, {edge['threads']} threads), both measured per 640x480 frame in a fresh process.",
+            "",
+            "| path | frame p50 ms | FPS | RSS MB | cold start s |",
+            "|---|---:|---:|---:|---:|",
+            f"| Keras model.predict | {_f(k['frame_ms']['p50'], 2)} | {_f(k['fps'], 1)} | {_f(k['rss_mb'], 1)} "
+            f"| {_f(k['cold_start_s'], 2)} |",
+            "",
+            f"Keras / edge: latency x{ratios['latency_keras_over_edge']:.1f}, "
+            f"memory x{ratios['rss_keras_over_edge']:.1f}, "
+            f"cold start x{ratios['cold_start_keras_over_edge']:.1f}.",
+        ]
+    else:
+        lines.append(f"Skipped: {ref.get('skipped', 'not measured')}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Accuracy against frame latency, one marker per row, marker area proportional to file size."""
+    cv2 = preprocess._cv2()
+    rows = [r for r in report["rows"] if r.get("top1") is not None]
+    w, h, left, right, top, bottom = 900, 560, 80, 30, 50, 70
+    img = np.full((h, w, 3), 255, np.uint8)
+    cv2.putText(
+        img,
+        "accuracy vs 640x480 frame latency (marker area = file size)",
+        (left, 30),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
+    if not rows:
+        cv2.putText(
+            img,
+            "no accuracy measured (run with --data)",
+            (left + 20, h // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7,
+            (0, 0, 200),
+            1,
+            cv2.LINE_AA,
+        )
+    else:
+        xs = [r["frame_ms"]["p50"] for r in rows]
+        ys = [100 * r["top1"] for r in rows]
+        x0, x1 = 0.0, max(xs) * 1.15
+        y0, y1 = max(0.0, min(ys) - 5), min(100.0, max(ys) + 5)
+
+        def at(x: float, y: float) -> tuple[int, int]:
+            px = left + (x - x0) / (x1 - x0) * (w - left - right)
+            py = h - bottom - (y - y0) / max(y1 - y0, 1e-9) * (h - top - bottom)
+            return int(px), int(py)
+
+        for i in range(6):
+            xv, yv = x0 + (x1 - x0) * i / 5, y0 + (y1 - y0) * i / 5
+            cv2.putText(
+                img,
+                f"{xv:.2f}",
+                (at(xv, y0)[0] - 15, h - bottom + 20),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
+            cv2.putText(
+                img,
+                f"{yv:.1f}",
+                (left - 45, at(x0, yv)[1] + 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
+        cv2.putText(
+            img,
+            "frame latency p50 (ms)",
+            (w // 2 - 80, h - 25),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(img, "top-1 %", (10, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        biggest = max(r["bytes"] for r in rows)
+        colours = {"float32": (200, 80, 40), "float16": (40, 160, 40), "dynamic": (160, 40, 160), "int8": (30, 30, 220)}
+        for r, x, y in zip(rows, xs, ys):
+            radius = max(4, int(22 * np.sqrt(r["bytes"] / biggest)))
+            centre = at(x, y)
+            cv2.circle(img, centre, radius, colours.get(r["quantization"], (90, 90, 90)), 2, cv2.LINE_AA)
+            label = f"{Path(r['model']).stem} t{r['threads']}"
+            cv2.putText(
+                img,
+                label,
+                (centre[0] + radius + 3, centre[1] + 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
+    ok, data = cv2.imencode(".png", img)
+    if not ok:
+        raise EdgeClfError("could not encode the plot")
+    files.write_bytes(path, data.tobytes())
+
+
+def write(report: dict[str, Any], out: Path) -> list[Path]:
+    """All four report files into `out`, each written atomically."""
+    paths = [
+        files.write_json(out / "report.json", report),
+        files.write_text(out / "report.md", to_markdown(report)),
+        files.write_text(out / "report.csv", to_csv(report)),
+    ]
+    plot(report, out / "latency_accuracy.png")
+    return paths + [out / "latency_accuracy.png"]
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgeClfError(f"cannot read report {path}: {exc}") from None
+    if not isinstance(data, dict) or "rows" not in data or "device" not in data:
+        raise EdgeClfError(f"{path} is not an edgeclf benchmark report.json")
+    return data
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
+    """Rows present in both reports, side by side (matched by model file name, quantization, threads)."""
+
+    def key(r: dict[str, Any]) -> tuple[str, str, int]:
+        return Path(r["model"]).name, r["quantization"], r["threads"]
+
+    b_rows = {key(r): r for r in b["rows"]}
+    da, db = a["device"], b["device"]
+    lines = [
+        f"{names[0]}: {da.get('pi_model') or da['cpu']} ({da['cores']} cores)",
+        f"{names[1]}: {db.get('pi_model') or db['cpu']} ({db['cores']} cores)",
+        "",
+        f"| model | quant | threads | invoke p50 ms {names[0]} | {names[1]} | {names[1]}/{names[0]} "
+        f"| FPS {names[0]} | {names[1]} | top-1 {names[0]} | {names[1]} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    matched = 0
+    for ra in a["rows"]:
+        rb = b_rows.get(key(ra))
+        if rb is None:
+            continue
+        matched += 1
+        pa, pb = ra["invoke_ms"]["p50"], rb["invoke_ms"]["p50"]
+        lines.append(
+            f"| {key(ra)[0]} | {ra['quantization']} | {ra['threads']} | {pa:.3f} | {pb:.3f} | x{pb / pa:.2f} | "
+            f"{_f(ra.get('fps'), 1)} | {_f(rb.get('fps'), 1)} | {_f(ra.get('top1'), pct=True)} | "
+            f"{_f(rb.get('top1'), pct=True)} |"
+        )
+    if not matched:
+        raise EdgeClfError("the two reports have no model / quantization / threads row in common")
+    return "\n".join(lines)
