@@ -118,28 +118,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     rows = [r for r in report["rows"] if r.get("top1") is not None]
     w, h, left, right, top, bottom = 900, 560, 80, 30, 50, 70
     img = np.full((h, w, 3), 255, np.uint8)
-    cv2.putText(
-        img,
-        "accuracy vs 640x480 frame latency (marker area = file size)",
-        (left, 30),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.6,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
+
+    def text(s: str, xy: tuple[int, int], scale: float = 0.4, colour: tuple[int, int, int] = (0, 0, 0)) -> None:
+        cv2.putText(img, s, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+    text("accuracy vs 640x480 frame latency (marker area = file size)", (left, 30), 0.6)
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
     if not rows:
-        cv2.putText(
-            img,
-            "no accuracy measured (run with --data)",
-            (left + 20, h // 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.7,
-            (0, 0, 200),
-            1,
-            cv2.LINE_AA,
-        )
+        text("no accuracy measured (run with --data)", (left + 20, h // 2), 0.7, (0, 0, 200))
     else:
         xs = [r["frame_ms"]["p50"] for r in rows]
         ys = [100 * r["top1"] for r in rows]
@@ -153,54 +139,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
         for i in range(6):
             xv, yv = x0 + (x1 - x0) * i / 5, y0 + (y1 - y0) * i / 5
-            cv2.putText(
-                img,
-                f"{xv:.2f}",
-                (at(xv, y0)[0] - 15, h - bottom + 20),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4,
-                (0, 0, 0),
-                1,
-                cv2.LINE_AA,
-            )
-            cv2.putText(
-                img,
-                f"{yv:.1f}",
-                (left - 45, at(x0, yv)[1] + 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4,
-                (0, 0, 0),
-                1,
-                cv2.LINE_AA,
-            )
-        cv2.putText(
-            img,
-            "frame latency p50 (ms)",
-            (w // 2 - 80, h - 25),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-        cv2.putText(img, "top-1 %", (10, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            text(f"{xv:.2f}", (at(xv, y0)[0] - 15, h - bottom + 20))
+            text(f"{yv:.1f}", (left - 45, at(x0, yv)[1] + 4))
+        text("frame latency p50 (ms)", (w // 2 - 80, h - 25), 0.5)
+        text("top-1 %", (10, top - 10), 0.5)
         biggest = max(r["bytes"] for r in rows)
         colours = {"float32": (200, 80, 40), "float16": (40, 160, 40), "dynamic": (160, 40, 160), "int8": (30, 30, 220)}
         for r, x, y in zip(rows, xs, ys):
             radius = max(4, int(22 * np.sqrt(r["bytes"] / biggest)))
             centre = at(x, y)
             cv2.circle(img, centre, radius, colours.get(r["quantization"], (90, 90, 90)), 2, cv2.LINE_AA)
-            label = f"{Path(r['model']).stem} t{r['threads']}"
-            cv2.putText(
-                img,
-                label,
-                (centre[0] + radius + 3, centre[1] + 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4,
-                (0, 0, 0),
-                1,
-                cv2.LINE_AA,
-            )
+            text(f"{Path(r['model']).stem} t{r['threads']}", (centre[0] + radius + 3, centre[1] + 4))
     ok, data = cv2.imencode(".png", img)
     if not ok:
         raise EdgeClfError("could not encode the plot")
