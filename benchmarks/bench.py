@@ -205,8 +205,10 @@ def _reference(config: BenchConfig, rows: list[dict[str, Any]], mode: Mode, log:
         return {"skipped": "TensorFlow is not installed here (the edge install has none); reference row not measured"}
     if not config.keras.is_file():
         return {"skipped": f"Keras model {config.keras} not found"}
-    match = [r for r in rows if r["quantization"] == "int8"] or rows
-    edge = min(match, key=lambda r: r["frame_ms"]["p50"])
+    # the int8 model of the same architecture (named like the Keras file), else every int8 row
+    int8 = [r for r in rows if r["quantization"] == "int8"] or rows
+    same = [r for r in int8 if r["architecture"] == config.keras.stem]
+    edge = min(same or int8, key=lambda r: r["frame_ms"]["p50"])
     print(f"  probing the Keras reference {config.keras}", file=log)
     probe = _probe(Path(edge["model"]), None, 0, max(10, mode.probe_frames // 2), keras=config.keras)
     from importlib import metadata as md
