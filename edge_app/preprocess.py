@@ -28,6 +28,8 @@ def to_color(image: np.ndarray, source: str, target: str) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     if source != target:
+        if image.dtype == np.uint8:
+            return _cv2().cvtColor(image, _cv2().COLOR_BGR2RGB)  # the same swap either way, and fast
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)
 
@@ -65,8 +67,10 @@ def normalize(images: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def prepare(image: np.ndarray, spec: InputSpec, color: str = "BGR") -> np.ndarray:
     """One frame (any size, `color` order) -> the float32 HxWx3 the model expects."""
-    image = to_color(image, color, spec.color)
-    return normalize(resize(image, spec.height, spec.width, spec.resize), spec)
+    if image.ndim != 3 or image.shape[2] != 3:
+        image = to_color(image, color, color)  # grey / RGBA -> 3 channels first
+    small = resize(image, spec.height, spec.width, spec.resize)  # shrink first: the swap then costs nothing
+    return normalize(to_color(small, color, spec.color), spec)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
