@@ -82,6 +82,14 @@ def _probe(model: Path, runtime: str | None, threads: int, frames: int, keras: P
     return {"cold_start_s": round(cold, 3), "rss_mb": result["rss_mb"], "probe_frame_ms": result["frame_ms"]}
 
 
+def shown_path(path: Path) -> str:
+    """Relative to the working directory when below it (reports are shared), else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _invoke_task(clf: Classifier) -> Any:
     """interpreter.invoke on a fixed, already set input: nothing else inside the timed call."""
     x = np.zeros((1, clf.spec.height, clf.spec.width, 3), np.float32)
@@ -113,7 +121,7 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
         print(f"  probing {key}", file=log)
         frame_stats = summarize(frames[key])
         row = {
-            "model": str(model),
+            "model": shown_path(model),
             "architecture": clf.info.architecture,
             "quantization": clf.info.quantization,
             "runtime": str(clf.runtime),
@@ -215,7 +223,7 @@ def _reference(config: BenchConfig, rows: list[dict[str, Any]], mode: Mode, log:
 
     keras_ms = probe["probe_frame_ms"]
     row = {
-        "model": str(config.keras),
+        "model": shown_path(config.keras),
         "path": "Keras model.predict, one image at a time (the tutorial's deployment)",
         "runtime": f"tensorflow {md.version('tensorflow-cpu') if _has('tensorflow-cpu') else md.version('tensorflow')}",
         "frame_ms": keras_ms,

@@ -96,7 +96,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         k, ratios, edge = ref["row"], ref["ratios"], ref["edge_row"]
         lines += [
             f"{k['path']}: `{k['model']}` on {k['runtime']}; against `{Path(edge['model']).name}` "
-            f"({edge['runtime']}, {edge['threads']} threads), both measured per 640x480 frame in a fresh process.",
+            f"({edge['runtime']}, threads {edge['threads']}), both measured per 640x480 frame in a fresh process.",
             "",
             "| path | frame p50 ms | FPS | RSS MB | cold start s |",
             "|---|---:|---:|---:|---:|",
