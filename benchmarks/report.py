@@ -145,11 +145,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
         text("top-1 %", (10, top - 10), 0.5)
         biggest = max(r["bytes"] for r in rows)
         colours = {"float32": (200, 80, 40), "float16": (40, 160, 40), "dynamic": (160, 40, 160), "int8": (30, 30, 220)}
-        for r, x, y in zip(rows, xs, ys):
+        for i, (r, x, y) in enumerate(zip(rows, xs, ys), start=1):
             radius = max(4, int(22 * np.sqrt(r["bytes"] / biggest)))
             centre = at(x, y)
-            cv2.circle(img, centre, radius, colours.get(r["quantization"], (90, 90, 90)), 2, cv2.LINE_AA)
-            text(f"{Path(r['model']).stem} t{r['threads']}", (centre[0] + radius + 3, centre[1] + 4))
+            colour = colours.get(r["quantization"], (90, 90, 90))
+            cv2.circle(img, centre, radius, colour, 2, cv2.LINE_AA)
+            # numbers beside the markers, names in a legend: nearby variants would overprint
+            text(str(i), (centre[0] - 4, centre[1] - radius - 4 - 12 * (i % 2)), 0.45, colour)
+            text(
+                f"{i}  {Path(r['model']).stem}, {r['threads']} thread(s), {r['bytes']:,} B",
+                (left + 10, top + 18 * i),
+                0.45,
+                colour,
+            )
     ok, data = cv2.imencode(".png", img)
     if not ok:
         raise EdgeClfError("could not encode the plot")
