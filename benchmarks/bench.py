@@ -163,6 +163,8 @@ def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict
         results[name] = {
             "top1": report["accuracy"],
             "top5": report.get("top5"),
+            "macro_precision": report["macro_precision"],
+            "macro_recall": report["macro_recall"],
             "macro_f1": report["macro_f1"],
             "eval_n": report["n"],
         }

@@ -18,7 +18,8 @@ CSV_COLUMNS = (
     "model", "architecture", "quantization", "runtime", "threads", "input",
     "invoke_ms.p50", "invoke_ms.p90", "invoke_ms.p99", "invoke_ms.mean", "invoke_ms.std", "invoke_ms.n",
     "frame_ms.p50", "frame_ms.p90", "frame_ms.p99", "fps",
-    "top1", "top5", "macro_f1", "agreement_vs_float32", "bytes", "rss_mb", "cold_start_s",
+    "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "agreement_vs_float32", "bytes", "rss_mb",
+    "cold_start_s",
 )  # fmt: skip
 
 

@@ -150,3 +150,23 @@ def test_shipped_default_model_on_the_samples(capsys):
     records = json_lines(capsys.readouterr().out)
     correct = sum(r["label"] == os.path.basename(r["source"])[:-4] for r in records)
     assert len(records) == len(samples) == 10 and correct >= 6
+
+
+def test_display_mode_draws_and_q_quits(converted, tmp_path, monkeypatch, capsys):
+    """The window path with OpenCV's GUI calls stubbed (this machine's OpenCV is headless)."""
+    import edge_app.run
+
+    shown, keys = [], iter([0xFF, 0xFF, ord("q")])
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
+    monkeypatch.setattr(cv2, "destroyWindow", lambda title: None)
+    monkeypatch.setattr(edge_app.run, "gui_available", lambda: (True, ""))
+    video, _ = colour_video(tmp_path / "clip.avi")
+    assert run_main(["--model", str(converted["int8"]), "--source", str(video)]) == 0  # display chosen automatically
+    captured = capsys.readouterr()
+    assert len(shown) == 3 and shown[0].shape[1] >= 320
+    assert captured.out == ""  # display mode prints no JSON unless --json
+    assert "(q pressed)" in captured.err
+    monkeypatch.setattr(edge_app.run, "gui_available", lambda: (False, "no display"))
+    code = run_main(["--model", str(converted["int8"]), "--source", str(video), "--display"])
+    assert code == 1 and "cannot --display: no display" in capsys.readouterr().err
