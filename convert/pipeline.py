@@ -145,6 +145,11 @@ def convert(
     check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
     keras_bytes = model_path.stat().st_size
     info = info.with_changes(metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib))
+    if mode.name == "int8" and check.ops["float_ops"]:
+        raise EdgeClfError(
+            f"the int8 model still computes in float32: {', '.join(sorted(set(check.ops['float_ops'])))} "
+            "(use ReLU/ReLU6 and ops with int8 kernels); nothing written"
+        )
     if check.drop_points > max_drop and not allow_drop:
         raise EdgeClfError(
             f"{mode.name} accuracy {check.tflite['accuracy']:.4f} is {check.drop_points:.2f} points below Keras "
@@ -196,6 +201,9 @@ def _metrics(check: Verification, tflite_bytes: int, keras_bytes: int, io: str, 
             "io": io,
             "calibration_images": calibration,
             "runtime": check.runtime,
+            "ops": check.ops["count"],
+            "op_types": check.ops["types"],
+            "float_ops": len(check.ops["float_ops"]),
         }
     )
     return out
@@ -214,5 +222,6 @@ def report(result: ConvertResult) -> str:
         f"change     {0.0 - m['accuracy_drop_points'] + 0.0:+.2f} points accuracy, "
         f"top-1 agreement {m['agreement_vs_keras']:.4f}, "
         f"size x{result.tflite_bytes / max(1, m['keras_bytes']):.2f} ({m['n']} {m['split']} images, {m['runtime']})",
+        f"ops        {m['ops']} ({', '.join(m['op_types'])}); {m['float_ops']} compute in float32",
     ]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ class Verification:
     agreement: float
     runtime: str
     n: int
+    ops: dict[str, Any]
 
     @property
     def drop_points(self) -> float:
@@ -36,10 +37,38 @@ def verify(model_bytes: bytes, info: ModelInfo, keras_probs: np.ndarray, x: np.n
         clf = Classifier(path)
         probs = clf.predict(x)
         runtime = str(clf.runtime)
+        ops = op_report(path)
     return Verification(
         keras=metrics.classification_report(keras_probs, y, info.labels),
         tflite=metrics.classification_report(probs, y, info.labels),
         agreement=metrics.agreement(keras_probs, probs),
         runtime=runtime,
         n=len(y),
+        ops=ops,
     )
+
+
+# Ops that convert at the float edges of a model whose I/O is float32 by request
+BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+def op_report(path: Path) -> dict[str, Any]:
+    """Every op of the model (without delegates, so none hide) and those that touch float32 tensors."""
+    import importlib
+
+    from edge_app.runtime import interpreter_class
+
+    cls, _ = interpreter_class()
+    resolver = getattr(importlib.import_module(cls.__module__), "OpResolverType", None)
+    kwargs = {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if resolver else {}
+    interpreter = cls(model_path=str(path), **kwargs)
+    interpreter.allocate_tensors()
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # the only listing the Python interpreters offer
+    float_ops = [
+        op["op_name"]
+        for op in ops
+        if op["op_name"] not in BOUNDARY_OPS
+        and any(dtypes.get(i) == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)
+    ]
+    return {"count": len(ops), "types": sorted({op["op_name"] for op in ops}), "float_ops": float_ops}

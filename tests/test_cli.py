@@ -125,3 +125,16 @@ def test_run_prints_json_lines(converted, colour_folder, capsys):
     assert len(lines) == 12
     assert all(len(rec["top"]) == 2 for rec in lines)
     assert sum(rec["top"][0]["label"] == "red" for rec in lines) >= 11
+
+
+def test_convert_refuses_int8_with_float_ops(tiny_keras_model, colour_folder, tmp_path, capsys, monkeypatch):
+    import convert.verify
+
+    real = convert.verify.op_report
+    monkeypatch.setattr(convert.verify, "op_report", lambda p: {**real(p), "float_ops": ["GELU"]})
+    _, keras_path = tiny_keras_model
+    out = tmp_path / "t.tflite"
+    code = convert_main([str(keras_path), "--data", str(colour_folder), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("error: the int8 model still computes in float32: GELU")
+    assert not out.exists()

@@ -69,3 +69,13 @@ def test_calibrated_mode_needs_images(tiny_keras_model):
 
     with pytest.raises(EdgeClfError, match="needs calibration images"):
         to_tflite(tiny_keras_model[0], modes.QUANT_MODES["int8"], "int8", None)
+
+
+def test_op_report_shows_int8_is_integer_only(converted):
+    from convert.verify import op_report
+
+    int8 = op_report(converted["int8"])
+    assert int8["count"] > 0 and int8["float_ops"] == [] and "CONV_2D" in int8["types"]
+    assert "DELEGATE" not in int8["types"]  # listed without delegates, so no op hides
+    dynamic = op_report(converted["dynamic"])
+    assert "CONV_2D" in dynamic["float_ops"]  # dynamic range keeps float activations
