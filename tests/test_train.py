@@ -78,3 +78,41 @@ def test_mismatched_train_and_test_classes(colour_folder):
     (colour_folder / "test" / "purple").mkdir()
     with pytest.raises(DataError, match="different classes"):
         load_splits(DataSpec(data=str(colour_folder), image_size=16))
+
+
+def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path):
+    """A teacher run, then a student distilled from it with EMA, mixup and cutout; the student converts to int8."""
+    from convert.pipeline import convert
+
+    teacher = train_model(config(colour_folder, tmp_path / "teacher", epochs=3), verbose=0)
+    student = train_model(
+        config(colour_folder, tmp_path / "student", epochs=3, teacher=str(teacher.out), ema=0.9, mixup=0.2,
+               augment=("flip", "cutout"), learning_rate=3e-3),
+        verbose=0,
+    )
+    hist = history(tmp_path / "student")
+    assert len(hist) == 3 and student.best_epoch >= 1
+    assert 0.0 <= student.test["accuracy"] <= 1.0
+    result = convert(tmp_path / "student", "int8", calibration=20, allow_drop=True)
+    assert result.info.metrics["float_ops"] == 0 and result.path.is_file()
+
+
+def test_distillation_loss_values():
+    import tensorflow as tf
+
+    from train.distill import distillation_loss
+
+    labels = tf.constant([[1.0, 0.0]])
+    teacher = tf.constant([[0.9, 0.1]])
+    target = tf.concat([labels, teacher], axis=-1)
+    ce_only = distillation_loss(2, 0.0, 4.0)(target, tf.constant([[0.9, 0.1]]))
+    assert float(ce_only) == pytest.approx(-np.log(0.9), rel=1e-4)
+    same = distillation_loss(2, 1.0, 4.0)(target, tf.constant([[0.9, 0.1]]))
+    assert float(same) == pytest.approx(0.0, abs=1e-5)  # student equals teacher: no KL
+    apart = distillation_loss(2, 1.0, 4.0)(target, tf.constant([[0.1, 0.9]]))
+    assert float(apart) > 0.1
+
+
+def test_bad_teacher(colour_folder, tmp_path):
+    with pytest.raises(EdgeClfError, match="teacher not found"):
+        train_model(config(colour_folder, tmp_path / "s", teacher=str(tmp_path / "nope")), verbose=0)

@@ -7,7 +7,7 @@ from typing import Any
 from edge_app.contract import InputSpec
 from edge_app.errors import EdgeClfError
 
-AUGMENTATIONS = ("flip", "crop", "rotate", "zoom", "brightness")
+AUGMENTATIONS = ("flip", "crop", "rotate", "zoom", "brightness", "cutout")
 DEFAULT_AUGMENT = ("flip", "crop")
 
 
@@ -35,5 +35,9 @@ def build(names: tuple[str, ...], spec: InputSpec, seed: int) -> Any | None:
         "rotate": lambda: layers.RandomRotation(15 / 360, fill_mode="reflect", seed=seed + 2),
         "zoom": lambda: layers.RandomZoom(0.15, fill_mode="reflect", seed=seed + 3),
         "brightness": lambda: layers.RandomBrightness(0.15, value_range=(low, high), seed=seed + 4),
+        # cutout / random erasing: one box of up to a quarter of the image, on half of the images
+        "cutout": lambda: layers.RandomErasing(
+            0.5, scale=(0.02, 0.25), fill_value=0.0, value_range=(low, high), seed=seed + 5
+        ),
     }
     return keras.Sequential([makers[n]() for n in names], name="augment")

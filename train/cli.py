@@ -46,6 +46,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=",".join(augment.DEFAULT_AUGMENT),
         help=f"comma list of {','.join(augment.AUGMENTATIONS)}, or 'none' (default flip,crop)",
     )
+    model.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
+    model.add_argument("--ema", type=float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
+    model.add_argument("--teacher", help="distil from this trained run folder or .keras file")
+    model.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher term (default 0.7)")
+    model.add_argument("--distill-temperature", type=float, default=4.0, help="softening temperature (default 4)")
     model.add_argument(
         "--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)"
     )

@@ -13,7 +13,7 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, report
+from train import architectures, augment, distill, report
 from train.data import DataSpec, Splits, load_splits
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -35,6 +35,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     augment: tuple[str, ...] = augment.DEFAULT_AUGMENT
+    mixup: float = 0.0  # Beta(alpha, alpha) mixing of batches; 0 = off
+    ema: float = 0.0  # exponential moving average of weights, e.g. 0.999; 0 = off
+    teacher: str | None = None  # distil from this run folder or .keras file
+    distill_alpha: float = 0.7
+    distill_temperature: float = 4.0
     patience: int = 5
     out: str = "runs/latest"
 
@@ -74,11 +79,12 @@ def _optimizer(keras: Any, config: TrainConfig, steps_per_epoch: int) -> Any:
             warmup_steps=warm,
         )
     wd = config.weight_decay or None
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd, **ema)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(lr, weight_decay=wd)
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
+    return keras.optimizers.Adam(lr, weight_decay=wd, **ema)
 
 
 def _best_checkpoint(keras: Any, patience: int) -> Any:
@@ -104,12 +110,29 @@ def _best_checkpoint(keras: Any, patience: int) -> Any:
     return BestCheckpoint()
 
 
-def _dataset(tf: Any, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, aug: Any, seed: int) -> Any:
+def _dataset(
+    tf: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    batch: int,
+    config: TrainConfig,
+    aug: Any = None,
+    teacher: Any = None,
+    shuffle: bool = True,
+) -> Any:
+    """Batches of (image, target): augmented, mixed up, and with the teacher's outputs appended."""
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    # one call at a time: the random layers draw from a seeded state, and parallel calls would race for it
     if aug is not None:
-        # one call at a time: the layers draw from a seeded state, and parallel calls would race for it
         ds = ds.map(lambda a, b: (aug(a, training=True), b))
+    if config.mixup and shuffle:
+        ds = ds.map(distill.mixup(config.mixup, config.data.seed + 7))
+    if teacher is not None:
+        ds = ds.map(lambda a, b: (a, tf.concat([b, teacher(a, training=False)], axis=-1)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -125,6 +148,10 @@ def validate(config: TrainConfig) -> None:
         (config.data.image_size >= 8, "--image-size must be at least 8"),
         (0 <= config.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
+        (config.mixup >= 0, "--mixup must be 0 (off) or a positive alpha"),
+        (0 <= config.ema < 1, "--ema must be in [0, 1), e.g. 0.999"),
+        (0 <= config.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
+        (config.distill_temperature > 0, "--distill-temperature must be positive"),
         (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
     ]
     for ok, message in checks:
@@ -148,15 +175,27 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     x_val = preprocess.normalize(splits.val.images, spec)
     model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes)
     steps = int(np.ceil(len(x_train) / config.batch_size))
-    model.compile(
-        optimizer=_optimizer(keras, config, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+    teacher = distill.load_teacher(config.teacher) if config.teacher else None
+    if teacher is not None:
+        if tuple(teacher.input_shape[1:]) != (spec.height, spec.width, 3) or teacher.output_shape[-1] != n_classes:
+            raise EdgeClfError(
+                f"teacher takes {tuple(teacher.input_shape[1:])} and gives {teacher.output_shape[-1]} scores; "
+                f"the student needs {(spec.height, spec.width, 3)} and {n_classes}"
+            )
+        loss = distill.distillation_loss(
+            n_classes, config.distill_alpha, config.distill_temperature, config.label_smoothing
+        )
+        metric: Any = distill.label_accuracy(n_classes)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metric = "accuracy"
+    model.compile(optimizer=_optimizer(keras, config, steps), loss=loss, metrics=[metric])
     aug = augment.build(config.augment, spec, config.data.seed)
-    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, config.batch_size, aug, config.data.seed)
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(splits.val.labels, n_classes))).batch(256)
+    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, config.batch_size, config, aug, teacher)
+    val_ds = _dataset(tf, x_val, splits.val.labels, n_classes, 256, config, teacher=teacher, shuffle=False)
     best = _best_checkpoint(keras, config.patience)
+    # with EMA, validation and the kept checkpoint use the averaged weights
+    callbacks = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
@@ -167,7 +206,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     )
     start = time.perf_counter()
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[best], verbose=verbose, shuffle=False
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False
     )
     seconds = time.perf_counter() - start
     epochs_run = len(history.history.get("loss", []))

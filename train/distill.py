@@ -1,0 +1,73 @@
+"""Knowledge distillation and mixup: the student learns from labels and a teacher's soft outputs.
+
+Targets travel as one tensor [one-hot labels | teacher probabilities], so plain `model.fit`
+works; every model here ends in softmax, so temperatures act on log-probabilities.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import EdgeClfError, require
+
+
+def load_teacher(path: str | Path) -> Any:
+    """A trained Keras model (a run folder or a .keras file), frozen."""
+    keras = require("keras", "train")
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise EdgeClfError(f"teacher not found: {path} (give a run folder or a .keras file)")
+    try:
+        teacher = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - any load failure is one line for the user
+        raise EdgeClfError(f"{model_path} could not be loaded as a teacher: {str(exc).splitlines()[0][:160]}") from None
+    teacher.trainable = False
+    return teacher
+
+
+def distillation_loss(n_classes: int, alpha: float, temperature: float, label_smoothing: float = 0.0) -> Any:
+    """(1 - alpha) * CE(labels, p) + alpha * T^2 * KL(teacher_T || student_T)."""
+    tf = require("tensorflow", "train")
+    keras = require("keras", "train")
+    ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    eps = 1e-7
+
+    def soften(p: Any) -> Any:
+        return tf.nn.softmax(tf.math.log(tf.clip_by_value(p, eps, 1.0)) / temperature, axis=-1)
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        labels, teacher = y_true[:, :n_classes], y_true[:, n_classes:]
+        t, s = soften(teacher), soften(y_pred)
+        kl = tf.reduce_sum(t * (tf.math.log(t + eps) - tf.math.log(s + eps)), axis=-1)
+        return (1.0 - alpha) * ce(labels, y_pred) + alpha * temperature**2 * tf.reduce_mean(kl)
+
+    return loss
+
+
+def label_accuracy(n_classes: int) -> Any:
+    """Accuracy against the label part of a [labels | teacher] target."""
+    tf = require("tensorflow", "train")
+
+    def accuracy(y_true: Any, y_pred: Any) -> Any:
+        return tf.cast(tf.equal(tf.argmax(y_true[:, :n_classes], -1), tf.argmax(y_pred, -1)), tf.float32)
+
+    accuracy.__name__ = "accuracy"
+    return accuracy
+
+
+def mixup(alpha: float, seed: int) -> Any:
+    """A batch map mixing each batch with a shuffled copy of itself, lambda ~ Beta(alpha, alpha)."""
+    tf = require("tensorflow", "train")
+    rng = tf.random.Generator.from_seed(seed)
+
+    def mix(x: Any, y: Any) -> Any:
+        seeds = rng.make_seeds(3)
+        a = tf.random.stateless_gamma([], seed=seeds[:, 0], alpha=alpha)
+        b = tf.random.stateless_gamma([], seed=seeds[:, 1], alpha=alpha)
+        lam = a / (a + b)  # Beta(alpha, alpha)
+        order = tf.argsort(tf.random.stateless_uniform([tf.shape(x)[0]], seed=seeds[:, 2]))
+        return lam * x + (1 - lam) * tf.gather(x, order), lam * y + (1 - lam) * tf.gather(y, order)
+
+    return mix
