@@ -46,11 +46,15 @@ def test_seeded_runs_repeat_and_augmentation_is_not_exported(colour_folder, tmp_
 
 
 def test_registry_builds_every_architecture():
-    for name in architectures.ARCHITECTURES:
+    for name in architectures.names():
         model = architectures.build(name, (32, 32, 3), 10)
         assert model.output_shape == (None, 10)
     assert architectures.build("tutorial_cnn", (32, 32, 3), 10).count_params() == 315_722
     assert architectures.build("resnet8", (32, 32, 3), 10).count_params() < 100_000
+    assert architectures.build("mobilenet_tiny", (32, 32, 3), 10).count_params() < 100_000
+    assert 1_500_000 < architectures.build("airbench", (32, 32, 3), 10).count_params() <= 2_500_000
+    with pytest.raises(EdgeClfError, match="--weights applies to the pretrained backbones"):
+        architectures.build("resnet8", (32, 32, 3), 10, weights="imagenet")
     with pytest.raises(EdgeClfError, match="unknown architecture"):
         architectures.build("vgg99", (32, 32, 3), 10)
 

@@ -58,14 +58,65 @@ def resnet8(input_shape: tuple[int, int, int], n_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="resnet8")
 
 
+def airbench(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Accuracy tier: airbench-style blocks (conv-pool-BN-ReLU-conv-BN-ReLU, widths 64-256-256, ~2M
+    params), ReLU instead of GELU so every op has an int8 kernel."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape)
+    x = _conv_bn(inputs, 32)
+    for width in (64, 256, 256):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = _conv_bn(x, width)
+    x = layers.GlobalMaxPooling2D()(x)
+    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="airbench")
+
+
+def mobilenet_tiny(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Tiny tier alternative: depthwise-separable blocks (MobileNet style, ReLU6), ~70k params."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape)
+    x = _conv_bn(inputs, 32)
+    for filters, stride in ((64, 1), (128, 2), (128, 1), (256, 2)):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+        x = layers.Conv2D(filters, 1, use_bias=False, kernel_initializer="he_normal")(x)
+        x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_tiny")
+
+
 ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
     "tutorial_cnn": tutorial_cnn,
     "resnet8": resnet8,
+    "mobilenet_tiny": mobilenet_tiny,
+    "airbench": airbench,
 }
 
 
-def build(name: str, input_shape: tuple[int, int, int], n_classes: int) -> Any:
+def build(name: str, input_shape: tuple[int, int, int], n_classes: int, weights: str = "none") -> Any:
     """Build the named architecture, or a one-line error listing the known names."""
+    from train import transfer
+
+    if name in transfer.BACKBONES:
+        return transfer.build(name, input_shape, n_classes, weights)
     if name not in ARCHITECTURES:
-        raise EdgeClfError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
+        known = [*ARCHITECTURES, *transfer.BACKBONES]
+        raise EdgeClfError(f"unknown architecture {name!r}; choose from {', '.join(known)}")
+    if weights != "none":
+        raise EdgeClfError(
+            f"--weights applies to the pretrained backbones ({', '.join(transfer.BACKBONES)}), not {name}"
+        )
     return ARCHITECTURES[name](input_shape, n_classes)
+
+
+def names() -> list[str]:
+    """Every architecture --arch accepts."""
+    from train import transfer
+
+    return [*ARCHITECTURES, *transfer.BACKBONES]

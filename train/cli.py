@@ -8,8 +8,7 @@ from pathlib import Path
 
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
-from train import augment
-from train.architectures import ARCHITECTURES
+from train import architectures, augment
 from train.data import DataSpec
 from train.fit import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -32,7 +31,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     data.add_argument("--limit", type=int, help="use at most N training and N test images (smoke runs)")
     data.add_argument("--cache-dir", help="where decoded arrays are cached (default ~/.cache/edgeclf)")
     model = parser.add_argument_group("model and optimisation")
-    model.add_argument("--arch", default="tutorial_cnn", choices=sorted(ARCHITECTURES), help="architecture")
+    model.add_argument("--arch", default="tutorial_cnn", choices=architectures.names(), help="architecture")
     model.add_argument("--epochs", type=int, default=20)
     model.add_argument("--batch-size", type=int, default=64)
     model.add_argument("--learning-rate", type=float, default=1e-3)
@@ -49,6 +48,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     model.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
     model.add_argument("--ema", type=float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
     model.add_argument("--teacher", help="distil from this trained run folder or .keras file")
+    model.add_argument(
+        "--weights",
+        default="none",
+        help="mobilenet_v2 / efficientnet_b0 only: imagenet (needs the internet), PATH to a weights "
+        "file, or none (default)",
+    )
+    model.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=5,
+        help="with pretrained weights: epochs with the backbone's top unfrozen at lr/10 (default 5)",
+    )
     model.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher term (default 0.7)")
     model.add_argument("--distill-temperature", type=float, default=4.0, help="softening temperature (default 4)")
     model.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, distill, report
+from train import architectures, augment, distill, report, transfer
 from train.data import DataSpec, Splits, load_splits
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -38,6 +38,8 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) mixing of batches; 0 = off
     ema: float = 0.0  # exponential moving average of weights, e.g. 0.999; 0 = off
     teacher: str | None = None  # distil from this run folder or .keras file
+    weights: str = "none"  # backbones only: imagenet | PATH | none
+    fine_tune_epochs: int = 5  # backbones with pretrained weights: epochs with the top unfrozen
     distill_alpha: float = 0.7
     distill_temperature: float = 4.0
     patience: int = 5
@@ -62,9 +64,13 @@ class TrainResult:
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
-    """The contract's input for a run: RGB, 0..255 scaled to 0..1, the run's size and resize mode."""
+    """The contract's input for a run: RGB at the run's size and resize mode, scaled to 0..1, or as
+    a pretrained backbone expects it."""
     size = config.data.image_size
-    return InputSpec(size, size, "RGB", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), config.data.resize)
+    mean, std = 0.0, 255.0
+    if config.arch in transfer.BACKBONES:
+        mean, std = transfer.BACKBONES[config.arch].mean, transfer.BACKBONES[config.arch].std
+    return InputSpec(size, size, "RGB", (mean,) * 3, (std,) * 3, config.data.resize)
 
 
 def _optimizer(keras: Any, config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -157,8 +163,10 @@ def validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise EdgeClfError(message)
-    if config.arch not in architectures.ARCHITECTURES:
+    if config.arch not in architectures.names():
         architectures.build(config.arch, (8, 8, 3), 2)  # raises the one-line error
+    if config.weights != "none" and config.arch not in transfer.BACKBONES:
+        raise EdgeClfError(f"--weights applies to {', '.join(transfer.BACKBONES)}, not {config.arch}")
 
 
 def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int | None = None) -> TrainResult:
@@ -173,7 +181,11 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     n_classes = len(splits.classes)
     x_train = preprocess.normalize(splits.train.images, spec)
     x_val = preprocess.normalize(splits.val.images, spec)
-    model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes)
+    model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
+    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
+    if pretrained:
+        transfer.freeze_backbone(model)  # phase 1: the new head only
     steps = int(np.ceil(len(x_train) / config.batch_size))
     teacher = distill.load_teacher(config.teacher) if config.teacher else None
     if teacher is not None:
@@ -198,7 +210,6 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     callbacks = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     print(
         f"training {config.arch} ({params:,} params) on {splits.source}: "
         f"{len(x_train)} train / {len(x_val)} val / {len(splits.test)} test images, {n_classes} classes",
@@ -207,9 +218,25 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     start = time.perf_counter()
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False
-    )
+    ).history
+    if pretrained and config.fine_tune_epochs > 0:
+        unfrozen = transfer.unfreeze_top(model)
+        print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
+        done = len(history.get("loss", []))
+        tuned = replace(config, learning_rate=config.learning_rate / 10, schedule="constant", warmup_epochs=0)
+        model.compile(optimizer=_optimizer(keras, tuned, steps), loss=loss, metrics=[metric])
+        more = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=done,
+            epochs=done + config.fine_tune_epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        ).history
+        history = {k: history.get(k, []) + more.get(k, []) for k in history}
     seconds = time.perf_counter() - start
-    epochs_run = len(history.history.get("loss", []))
+    epochs_run = len(history.get("loss", []))
     probs = model.predict(preprocess.normalize(splits.test.images, spec), batch_size=256, verbose=0)
     test = metrics.classification_report(probs, splits.test.labels, splits.classes)
     info = ModelInfo(
@@ -232,7 +259,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         images_per_second=epochs_run * len(x_train) / seconds if seconds > 0 else 0.0,
     )
     files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
-    report.write_run(out, config, result, history.history)
+    report.write_run(out, config, result, history)
     return result
 
 
