@@ -90,8 +90,16 @@ def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path
 
     teacher = train_model(config(colour_folder, tmp_path / "teacher", epochs=3), verbose=0)
     student = train_model(
-        config(colour_folder, tmp_path / "student", epochs=3, teacher=str(teacher.out), ema=0.9, mixup=0.2,
-               augment=("flip", "cutout"), learning_rate=3e-3),
+        config(
+            colour_folder,
+            tmp_path / "student",
+            epochs=3,
+            teacher=str(teacher.out),
+            ema=0.9,
+            mixup=0.2,
+            augment=("flip", "cutout"),
+            learning_rate=3e-3,
+        ),
         verbose=0,
     )
     hist = history(tmp_path / "student")

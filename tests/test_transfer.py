@@ -12,14 +12,31 @@ from train.cli import main as train_main
 
 def test_mobilenet_v2_from_scratch_at_48_px_train_convert_run(colour_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["--data", str(colour_folder), "--arch", "mobilenet_v2", "--weights", "none", "--image-size", "48",
-            "--epochs", "1", "--batch-size", "8", "--val-split", "0.25", "--out", str(run)]
+    argv = [
+        "--data",
+        str(colour_folder),
+        "--arch",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--val-split",
+        "0.25",
+        "--out",
+        str(run),
+    ]
     assert train_main(argv) == 0
     info = json.loads((run / "run.json").read_text())["model_info"]
     assert info["input"]["height"] == 48 and info["input"]["mean"] == [127.5] * 3  # MobileNetV2 wants [-1, 1]
     model = run / "mnv2_int8.tflite"
-    assert convert_main([str(run), "--quantize", "int8", "--out", str(model), "--calibration", "16",
-                         "--allow-drop"]) == 0
+    assert (
+        convert_main([str(run), "--quantize", "int8", "--out", str(model), "--calibration", "16", "--allow-drop"]) == 0
+    )
     capsys.readouterr()
     image = next((colour_folder / "test" / "red").iterdir())
     assert run_main(["--model", str(model), "--source", str(image)]) == 0
@@ -32,8 +49,26 @@ def test_pretrained_weights_file_trains_in_two_phases(colour_folder, tmp_path, c
     weights = tmp_path / "backbone.weights.h5"
     backbone.save_weights(weights)
     run = tmp_path / "run"
-    argv = ["--data", str(colour_folder), "--arch", "mobilenet_v2", "--weights", str(weights), "--image-size", "48",
-            "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8", "--val-split", "0.25", "--out", str(run)]
+    argv = [
+        "--data",
+        str(colour_folder),
+        "--arch",
+        "mobilenet_v2",
+        "--weights",
+        str(weights),
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--fine-tune-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--val-split",
+        "0.25",
+        "--out",
+        str(run),
+    ]
     assert train_main(argv) == 0
     assert "fine-tuning:" in capsys.readouterr().err
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # head epoch + fine-tune epoch
@@ -46,8 +81,20 @@ def test_imagenet_offline_is_one_line(colour_folder, tmp_path, capsys, monkeypat
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] no network")
 
     monkeypatch.setattr(mobilenet_v2.file_utils, "get_file", offline)
-    argv = ["--data", str(colour_folder), "--arch", "mobilenet_v2", "--weights", "imagenet", "--image-size", "48",
-            "--epochs", "1", "--out", str(tmp_path / "run")]
+    argv = [
+        "--data",
+        str(colour_folder),
+        "--arch",
+        "mobilenet_v2",
+        "--weights",
+        "imagenet",
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert train_main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --weights imagenet needs the internet") and "--weights PATH" in err[-1]
@@ -58,6 +105,10 @@ def test_bad_weights(colour_folder, tmp_path, capsys, weights, message):
     argv = ["--data", str(colour_folder), "--arch", "mobilenet_v2", "--weights", weights, "--out", str(tmp_path / "r")]
     assert train_main(argv) == 1
     assert message in capsys.readouterr().err
-    assert train_main(["--data", str(colour_folder), "--arch", "resnet8", "--weights", "imagenet",
-                       "--out", str(tmp_path / "r2")]) == 1
+    assert (
+        train_main(
+            ["--data", str(colour_folder), "--arch", "resnet8", "--weights", "imagenet", "--out", str(tmp_path / "r2")]
+        )
+        == 1
+    )
     assert "--weights applies to" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
 from train import architectures, augment
 from train.data import DataSpec
+from train.distribute import STRATEGIES
 from train.fit import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -66,6 +67,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)"
     )
     model.add_argument("--seed", type=int, default=0)
+    model.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="none",
+        help="tf.distribute: mirrored (GPUs of one host), multiworker (hosts in TF_CONFIG), auto; "
+        "--batch-size is per replica and the learning rate scales with the replicas",
+    )
     parser.add_argument("--out", default=None, help="run folder (default runs/<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -13,7 +14,7 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, distill, report, transfer
+from train import architectures, augment, distill, distribute, report, transfer
 from train.data import DataSpec, Splits, load_splits
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -40,6 +41,7 @@ class TrainConfig:
     teacher: str | None = None  # distil from this run folder or .keras file
     weights: str = "none"  # backbones only: imagenet | PATH | none
     fine_tune_epochs: int = 5  # backbones with pretrained weights: epochs with the top unfrozen
+    strategy: str = "none"  # tf.distribute: none | auto | mirrored | multiworker
     distill_alpha: float = 0.7
     distill_temperature: float = 4.0
     patience: int = 5
@@ -131,7 +133,8 @@ def _dataset(
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
+    # several replicas split each batch: a short last batch would leave them with different shapes
+    ds = ds.batch(batch, drop_remainder=shuffle and config.strategy != "none")
     # one call at a time: the random layers draw from a seeded state, and parallel calls would race for it
     if aug is not None:
         ds = ds.map(lambda a, b: (aug(a, training=True), b))
@@ -169,6 +172,22 @@ def validate(config: TrainConfig) -> None:
         raise EdgeClfError(f"--weights applies to {', '.join(transfer.BACKBONES)}, not {config.arch}")
 
 
+def _teacher_and_loss(keras: Any, config: TrainConfig, spec: InputSpec, n_classes: int) -> tuple[Any, Any, Any]:
+    """(teacher or None, loss, accuracy metric) for plain or distilled training."""
+    if not config.teacher:
+        return None, keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing), "accuracy"
+    teacher = distill.load_teacher(config.teacher)
+    if tuple(teacher.input_shape[1:]) != (spec.height, spec.width, 3) or teacher.output_shape[-1] != n_classes:
+        raise EdgeClfError(
+            f"teacher takes {tuple(teacher.input_shape[1:])} and gives {teacher.output_shape[-1]} scores; "
+            f"the student needs {(spec.height, spec.width, 3)} and {n_classes}"
+        )
+    loss = distill.distillation_loss(
+        n_classes, config.distill_alpha, config.distill_temperature, config.label_smoothing
+    )
+    return teacher, loss, distill.label_accuracy(n_classes)
+
+
 def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int | None = None) -> TrainResult:
     """Train `config.arch` on the configured data and write the run folder `config.out`."""
     validate(config)
@@ -179,32 +198,28 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     splits = splits or load_splits(config.data)
     spec = input_spec_for(config)
     n_classes = len(splits.classes)
+    strategy = distribute.strategy_for(tf, config.strategy)
+    n_rep = distribute.replicas(strategy)
+    # per-replica batch and learning rate scaled to the global batch (linear scaling rule)
+    scaled = replace(config, batch_size=config.batch_size * n_rep, learning_rate=config.learning_rate * n_rep)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     x_train = preprocess.normalize(splits.train.images, spec)
-    x_val = preprocess.normalize(splits.val.images, spec)
-    model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
-    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
-    if pretrained:
-        transfer.freeze_backbone(model)  # phase 1: the new head only
-    steps = int(np.ceil(len(x_train) / config.batch_size))
-    teacher = distill.load_teacher(config.teacher) if config.teacher else None
-    if teacher is not None:
-        if tuple(teacher.input_shape[1:]) != (spec.height, spec.width, 3) or teacher.output_shape[-1] != n_classes:
-            raise EdgeClfError(
-                f"teacher takes {tuple(teacher.input_shape[1:])} and gives {teacher.output_shape[-1]} scores; "
-                f"the student needs {(spec.height, spec.width, 3)} and {n_classes}"
-            )
-        loss = distill.distillation_loss(
-            n_classes, config.distill_alpha, config.distill_temperature, config.label_smoothing
-        )
-        metric: Any = distill.label_accuracy(n_classes)
-    else:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        metric = "accuracy"
-    model.compile(optimizer=_optimizer(keras, config, steps), loss=loss, metrics=[metric])
+    x_val, y_val = preprocess.normalize(splits.val.images, spec), splits.val.labels
+    if n_rep > 1:  # replicas must get equal shares of every validation batch: drop at most n_rep - 1 images
+        keep = len(x_val) - len(x_val) % n_rep
+        x_val, y_val = x_val[:keep], y_val[:keep]
+    steps = int(np.ceil(len(x_train) / scaled.batch_size))
+    teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes)
+    with scope:
+        model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
+        params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+        pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
+        if pretrained:
+            transfer.freeze_backbone(model)  # phase 1: the new head only
+        model.compile(optimizer=_optimizer(keras, scaled, steps), loss=loss, metrics=[metric])
     aug = augment.build(config.augment, spec, config.data.seed)
-    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, config.batch_size, config, aug, teacher)
-    val_ds = _dataset(tf, x_val, splits.val.labels, n_classes, 256, config, teacher=teacher, shuffle=False)
+    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, scaled.batch_size, config, aug, teacher)
+    val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False)
     best = _best_checkpoint(keras, config.patience)
     # with EMA, validation and the kept checkpoint use the averaged weights
     callbacks = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
@@ -212,32 +227,31 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         verbose = 1 if sys.stdout.isatty() else 2
     print(
         f"training {config.arch} ({params:,} params) on {splits.source}: "
-        f"{len(x_train)} train / {len(x_val)} val / {len(splits.test)} test images, {n_classes} classes",
+        f"{len(x_train)} train / {len(x_val)} val / {len(splits.test)} test images, {n_classes} classes"
+        + (
+            f"; {n_rep} replicas, global batch {scaled.batch_size}, learning rate {scaled.learning_rate:g}"
+            if strategy is not None
+            else ""
+        ),
         file=sys.stderr,
     )
     start = time.perf_counter()
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False
-    ).history
+    fit = {"validation_data": val_ds, "callbacks": callbacks, "verbose": verbose, "shuffle": False}
+    history = model.fit(train_ds, epochs=config.epochs, **fit).history
     if pretrained and config.fine_tune_epochs > 0:
-        unfrozen = transfer.unfreeze_top(model)
+        with scope:
+            unfrozen = transfer.unfreeze_top(model)
+            tuned = replace(scaled, learning_rate=scaled.learning_rate / 10, schedule="constant", warmup_epochs=0)
+            model.compile(optimizer=_optimizer(keras, tuned, steps), loss=loss, metrics=[metric])
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
         done = len(history.get("loss", []))
-        tuned = replace(config, learning_rate=config.learning_rate / 10, schedule="constant", warmup_epochs=0)
-        model.compile(optimizer=_optimizer(keras, tuned, steps), loss=loss, metrics=[metric])
-        more = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=done,
-            epochs=done + config.fine_tune_epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
-        ).history
+        more = model.fit(train_ds, initial_epoch=done, epochs=done + config.fine_tune_epochs, **fit).history
         history = {k: history.get(k, []) + more.get(k, []) for k in history}
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
-    probs = model.predict(preprocess.normalize(splits.test.images, spec), batch_size=256, verbose=0)
+    x_test = preprocess.normalize(splits.test.images, spec)
+    pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
+    probs = model.predict(np.concatenate([x_test, x_test[:pad]]), batch_size=256 * n_rep, verbose=0)[: len(x_test)]
     test = metrics.classification_report(probs, splits.test.labels, splits.classes)
     info = ModelInfo(
         labels=splits.classes,
