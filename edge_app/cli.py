@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert.cli", "Keras model -> .tflite (float32/float16/dynamic/int8) with verification"),
     "run": ("edge_app.run", "live classification from a camera, video, stream or images (TFLite only)"),
     "bench": ("benchmarks.cli", "latency / accuracy / size of .tflite models"),
+    "serve": ("edge_app.web.serve", "web UI and JSON API on the device: upload, live view, history (needs [web])"),
     "doctor": ("edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
 }
 

@@ -1,0 +1,1 @@
+"""The web UI served from the device: upload and classify, live view, history, model card (Flask)."""

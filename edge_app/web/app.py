@@ -1,0 +1,250 @@
+"""The Flask app: Classify, Live, History and About pages, the JSON API, and token auth."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import EdgeClfError, require
+from edge_app.web.feed import LiveFeed, SharedClassifier
+from edge_app.web.store import History
+from edge_app.web.uploads import MAX_PIXELS, BadUpload, decode
+
+TOKEN_COOKIE = "edgeclf_token"
+OPEN_ENDPOINTS = {"healthz", "static"}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    token: str | None = None
+    max_upload: int = 10 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS
+    per_page: int = 20
+
+
+def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
+    """Build the Flask application around a shared classifier, a history store and an optional feed."""
+    flask = require("flask", "web")
+    here = Path(__file__).resolve().parent
+    app = flask.Flask("edgeclf", template_folder=str(here / "templates"), static_folder=str(here / "static"))
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload
+    request = flask.request
+    model_name = shared.clf.path.name
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.path.endswith((".csv", ".mjpg"))
+
+    def error(status: int, message: str) -> Any:
+        if wants_json():
+            return flask.jsonify({"error": message}), status
+        return flask.render_template("error.html", status=status, message=message), status
+
+    @app.before_request
+    def authenticate() -> Any:
+        if not config.token or request.endpoint in OPEN_ENDPOINTS:
+            return None
+        header = request.headers.get("Authorization", "")
+        given = (
+            header[7:]
+            if header.startswith("Bearer ")
+            else request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
+        )
+        if not given or not hmac.compare_digest(given.encode(), config.token.encode()):
+            return error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' or open /?token=TOKEN")
+        return None
+
+    @app.after_request
+    def remember_token(response: Any) -> Any:
+        if config.token and request.args.get("token") == config.token:
+            response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(413)
+    def too_large(_exc: Any) -> Any:
+        return error(413, f"upload larger than the limit of {config.max_upload / 1e6:.1f} MB")
+
+    @app.errorhandler(404)
+    def not_found(_exc: Any) -> Any:
+        return error(404, "not found")
+
+    @app.errorhandler(405)
+    def not_allowed(_exc: Any) -> Any:
+        return error(405, "method not allowed")
+
+    def predict_bytes(data: bytes, filename: str | None) -> dict[str, Any]:
+        image = decode(data, config.max_pixels)
+        result = shared.classify(image)
+        label = "uncertain" if result.uncertain else result.top[0][0]
+        top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
+        original = Path(filename).name[:200] if filename else None  # shown only; files get server names
+        entry_id, thumb = history.add(image, "upload", label, result.top[0][1], top, model_name, original)
+        return {
+            "id": entry_id,
+            "label": label,
+            "uncertain": result.uncertain,
+            "top": top,
+            "inference_ms": round(result.infer_ms, 3),
+            "model": model_name,
+            "thumb": thumb,
+        }
+
+    def upload_from_request() -> tuple[bytes, str | None]:
+        if request.files:
+            upload = next(iter(request.files.values()))
+            return upload.read(), upload.filename
+        return request.get_data(cache=False), None
+
+    @app.get("/")
+    def classify_page() -> Any:
+        return flask.render_template("classify.html", page="classify", result=None, model=model_name)
+
+    @app.post("/")
+    def classify_form() -> Any:
+        try:
+            data, name = upload_from_request()
+            result = predict_bytes(data, name)
+        except BadUpload as exc:
+            return flask.render_template(
+                "classify.html", page="classify", result=None, model=model_name, message=str(exc)
+            ), 400
+        return flask.render_template(
+            "classify.html", page="classify", result=result, model=model_name, threshold=shared.threshold
+        )
+
+    @app.post("/api/predict")
+    def api_predict() -> Any:
+        try:
+            data, name = upload_from_request()
+            return flask.jsonify(predict_bytes(data, name))
+        except BadUpload as exc:
+            return error(400, str(exc))
+
+    def paging() -> tuple[int, int, str | None]:
+        try:
+            page = max(1, int(request.args.get("page", 1)))
+            per_page = min(200, max(1, int(request.args.get("per_page", config.per_page))))
+        except ValueError:
+            flask.abort(flask.make_response(error(400, "page and per_page must be integers")))
+        return page, per_page, request.args.get("label") or None
+
+    @app.get("/history")
+    def history_page() -> Any:
+        page, per_page, label = paging()
+        entries, total = history.page(page, per_page, label)
+        pages = max(1, math.ceil(total / per_page))
+        return flask.render_template(
+            "history.html",
+            page="history",
+            entries=[e.to_dict() for e in entries],
+            total=total,
+            current=page,
+            pages=pages,
+            label=label,
+            labels=history.labels(),
+            per_page=per_page,
+        )
+
+    @app.post("/history/<int:entry_id>/delete")
+    def history_delete_form(entry_id: int) -> Any:
+        if not history.delete(entry_id):
+            return error(404, f"no history entry {entry_id}")
+        return flask.redirect(flask.url_for("history_page", **{k: v for k, v in request.args.items()}))
+
+    @app.get("/api/history")
+    def api_history() -> Any:
+        page, per_page, label = paging()
+        entries, total = history.page(page, per_page, label)
+        return flask.jsonify(
+            {"page": page, "per_page": per_page, "total": total, "entries": [e.to_dict() for e in entries]}
+        )
+
+    @app.delete("/api/history/<int:entry_id>")
+    def api_history_delete(entry_id: int) -> Any:
+        if not history.delete(entry_id):
+            return error(404, f"no history entry {entry_id}")
+        return flask.jsonify({"deleted": entry_id})
+
+    @app.get("/api/history.csv")
+    def api_history_csv() -> Any:
+        label = request.args.get("label") or None
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "time", "source", "filename", "label", "confidence", "top", "model"])
+        page = 1
+        while True:
+            entries, _ = history.page(page, 500, label)
+            for e in entries:
+                d = e.to_dict()
+                top = "; ".join(f"{t['label']}:{t['score']}" for t in d["top"])
+                writer.writerow(
+                    [d["id"], d["time"], d["source"], d["filename"] or "", d["label"], d["confidence"], top, d["model"]]
+                )
+            if len(entries) < 500:
+                break
+            page += 1
+        return flask.Response(
+            buf.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=history.csv"}
+        )
+
+    @app.get("/thumbs/<name>")
+    def thumb(name: str) -> Any:
+        path = history.thumb_path(name)
+        if path is None:
+            return error(404, "no such thumbnail")
+        return flask.send_file(path, mimetype="image/jpeg", max_age=3600)
+
+    def model_card() -> dict[str, Any]:
+        info = shared.clf.info
+        return {"file": model_name, "runtime": str(shared.clf.runtime), **info.to_dict()}
+
+    @app.get("/about")
+    def about_page() -> Any:
+        return flask.render_template("about.html", page="about", card=model_card())
+
+    @app.get("/api/model")
+    def api_model() -> Any:
+        return flask.jsonify(model_card())
+
+    @app.get("/live")
+    def live_page() -> Any:
+        return flask.render_template("live.html", page="live", feed=None if feed is None else feed.state())
+
+    @app.get("/api/live")
+    def api_live() -> Any:
+        if feed is None:
+            return error(404, "the server runs without a camera source (start it with --source)")
+        return flask.jsonify(feed.state())
+
+    @app.get("/stream.mjpg")
+    def stream() -> Any:
+        if feed is None:
+            return error(404, "the server runs without a camera source (start it with --source)")
+
+        def frames() -> Any:
+            seen = 0
+            while feed.error is None:
+                jpeg, seen_now = feed.wait_jpeg(seen)
+                if jpeg is None or seen_now == seen:
+                    continue
+                seen = seen_now
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
+                yield b"\r\n\r\n" + jpeg + b"\r\n"
+
+        return flask.Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        body = {"status": "ok", "model": model_name, "live": None if feed is None else feed.error is None}
+        return flask.jsonify(body)
+
+    @app.errorhandler(EdgeClfError)
+    def failed(exc: EdgeClfError) -> Any:
+        return error(500, str(exc))
+
+    return app

@@ -1,0 +1,131 @@
+"""One classifier shared by the web requests and the camera loop, and the live camera feed.
+
+The lock is held for a single inference, so a request never waits for more than one camera
+frame's inference and the camera loop never waits for more than one request's.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edge_app import preprocess
+from edge_app.capture import Grabber
+from edge_app.classifier import Classifier
+from edge_app.errors import EdgeClfError
+from edge_app.live import FrameResult, FrameStep
+from edge_app.overlay import annotate
+from edge_app.sources import FrameSource
+
+
+class SharedClassifier:
+    """A Classifier behind a lock, with one FrameStep per caller kind (uploads are not smoothed)."""
+
+    def __init__(self, clf: Classifier, top_k: int = 5, threshold: float = 0.5) -> None:
+        self.clf = clf
+        self.lock = threading.Lock()
+        self.threshold = threshold
+        self._upload = FrameStep(clf, top_k, threshold, smooth=1)
+        self._live = FrameStep(clf, top_k, threshold, smooth=5)
+
+    def classify(self, image_bgr: np.ndarray, live: bool = False) -> FrameResult:
+        with self.lock:
+            return (self._live if live else self._upload)(image_bgr)
+
+
+class LiveFeed:
+    """Reads the camera in the background, classifies the newest frame, keeps the latest JPEG."""
+
+    def __init__(
+        self,
+        shared: SharedClassifier,
+        source: FrameSource,
+        history: Any = None,
+        sample_every: float = 0.0,
+        retries: int = 5,
+    ) -> None:
+        self.shared = shared
+        self.source = source
+        self.history = history
+        self.sample_every = sample_every
+        self.grabber = Grabber(source, retries=retries)
+        self.jpeg: bytes | None = None
+        self.result: FrameResult | None = None
+        self.fps = 0.0
+        self.frames = 0
+        self.error: str | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgeclf-live", daemon=True)
+
+    def start(self) -> LiveFeed:
+        self.grabber.start()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        cv2 = preprocess._cv2()
+        self._last = self._last_sample = time.monotonic()
+        while not self._stop.is_set():
+            frame = self.grabber.next_frame(0.5)
+            if frame is None:
+                if self.grabber.ended:
+                    self.error = self.grabber.error or "the source ended"
+                    print(f"live feed stopped: {self.error}", file=sys.stderr)
+                    break
+                continue
+            try:
+                self._show(frame, cv2)
+            except EdgeClfError as exc:  # e.g. a full disk while sampling to the history
+                self.error = str(exc)
+                print(f"live feed stopped: {exc}", file=sys.stderr)
+                break
+
+    def _show(self, frame: Any, cv2: Any) -> None:
+        """Classify one frame, publish its annotated JPEG, and sample it to the history when due."""
+        result = self.shared.classify(frame.for_model, live=True)
+        now = time.monotonic()
+        rate = 1.0 / max(now - self._last, 1e-6)
+        self.fps = 0.9 * self.fps + 0.1 * rate if self.fps else rate
+        self._last = now
+        shown = annotate(frame.image, result.top, result.uncertain, result.infer_ms, self.fps)
+        ok, data = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        with self._cond:
+            self.result, self.frames = result, self.frames + 1
+            if ok:
+                self.jpeg = data.tobytes()
+            self._cond.notify_all()
+        if self.history is not None and self.sample_every and now - self._last_sample >= self.sample_every:
+            self._last_sample = now
+            label = "uncertain" if result.uncertain else result.top[0][0]
+            top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
+            self.history.add(frame.image, "live", label, result.top[0][1], top, self.shared.clf.path.name)
+
+    def wait_jpeg(self, after: int, timeout: float = 2.0) -> tuple[bytes | None, int]:
+        """The newest JPEG once a frame newer than `after` exists (or the timeout passed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.frames > after or self._stop.is_set(), timeout)
+            return self.jpeg, self.frames
+
+    def state(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "source": self.source.name,
+            "frames": self.frames,
+            "fps": round(self.fps, 2),
+            "label": None if r is None else ("uncertain" if r.uncertain else r.top[0][0]),
+            "top": [] if r is None else [{"label": n, "score": round(p, 4)} for n, p in r.top],
+            "error": self.error,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.grabber.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -1,0 +1,122 @@
+"""`edgeclf serve`: the web UI and JSON API on a production WSGI server (waitress)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_app.classifier import Classifier
+from edge_app.cli import guarded
+from edge_app.errors import EdgeClfError, require
+from edge_app.run import DEFAULT_MODEL, default_model
+from edge_app.runtime import RUNTIMES
+from edge_app.sources import parse_source
+from edge_app.web.app import WebConfig, create_app
+from edge_app.web.feed import LiveFeed, SharedClassifier
+from edge_app.web.store import History
+from edge_app.web.uploads import MAX_PIXELS
+
+
+def default_db() -> Path:
+    """$XDG_DATA_HOME/edgeclf/history.sqlite3, else ~/.local/share/edgeclf/history.sqlite3."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "edgeclf" / "history.sqlite3"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m edge_app.web.serve",
+        description="Serve the classifier on the device: upload and classify, live camera view, prediction "
+        "history and model card, plus a JSON API. Binds to 127.0.0.1 unless --host says otherwise; any other "
+        "address needs a token (given with --token, or generated and printed).",
+    )
+    parser.add_argument("--model", type=Path, help=f"the .tflite model (default: models/{DEFAULT_MODEL.name})")
+    parser.add_argument("--labels", type=Path, help="labels file for a model without metadata")
+    parser.add_argument("--source", help="camera / video / URL for the Live page (default: none, Live shows a note)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--token", help="require this token (Authorization: Bearer TOKEN, or ?token= once)")
+    parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
+    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="upload limit in MB (default 10)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest image (default {MAX_PIXELS:,})")
+    parser.add_argument("--top-k", type=int, default=5, help="classes shown (default 5)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="below this top score: 'uncertain' (0.5)")
+    parser.add_argument(
+        "--history-live-every",
+        type=float,
+        default=0.0,
+        help="also store a live frame every S seconds (default 0: uploads only)",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
+    return parser
+
+
+def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None]:
+    """The WSGI app, the live feed (or None) and the token in force."""
+    token = args.token
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(18)
+        print(f"binding {args.host}: requests need the token {token}", file=sys.stderr, flush=True)
+    clf = Classifier(args.model or default_model(), args.labels, args.runtime)
+    shared = SharedClassifier(clf, args.top_k, args.threshold)
+    history = History(args.db or default_db())
+    feed = None
+    if args.source:
+        feed = LiveFeed(shared, parse_source(args.source), history, args.history_live_every).start()
+    config = WebConfig(token=token, max_upload=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+    return create_app(shared, history, config, feed), feed, token
+
+
+@guarded
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Start the server; SIGINT / SIGTERM stop it and release the camera."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
+        parser.error("check --port (1-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    waitress = require("waitress", "web")
+    app, feed, _token = make_app(args)
+    try:
+        server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads)
+    except OSError as exc:
+        if feed:
+            feed.stop()
+        raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    print(
+        f"serving http://{args.host}:{server.effective_port}/ (waitress, {args.threads} threads)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: server.close())
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        pass
+    finally:
+        if feed:
+            feed.stop()
+        print("server stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Prediction history in SQLite (WAL mode) with thumbnails as files beside the database.
+
+The schema is versioned (`PRAGMA user_version`) and created on first start. A thumbnail is
+written (atomically) before its row is committed, and removed if the commit fails, so a crash
+never leaves a row without its picture; committed rows survive a kill because SQLite commits
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app import files, preprocess
+from edge_app.errors import EdgeClfError
+
+SCHEMA_VERSION = 1
+THUMB_SIDE = 160
+THUMB_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    source TEXT NOT NULL,
+    filename TEXT,
+    thumb TEXT NOT NULL,
+    label TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    top_json TEXT NOT NULL,
+    model TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    created: float
+    source: str
+    filename: str | None
+    thumb: str
+    label: str
+    confidence: float
+    top: list[dict[str, Any]]
+    model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+            "source": self.source,
+            "filename": self.filename,
+            "thumb": self.thumb,
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "top": self.top,
+            "model": self.model,
+        }
+
+
+class History:
+    """One SQLite file plus a `thumbs/` folder next to it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.thumbs = self.path.parent / "thumbs"
+        try:
+            self.thumbs.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise EdgeClfError(f"{self.path} was written by a newer edgeclf (schema {version})")
+                db.executescript(SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise EdgeClfError(f"cannot open the history database {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def add(
+        self,
+        image_bgr: np.ndarray,
+        source: str,
+        label: str,
+        confidence: float,
+        top: list[dict[str, Any]],
+        model: str,
+        filename: str | None = None,
+    ) -> int:
+        """Store a thumbnail and a row; returns the row id."""
+        cv2 = preprocess._cv2()
+        h, w = image_bgr.shape[:2]
+        scale = THUMB_SIDE / max(h, w)
+        small = cv2.resize(
+            image_bgr,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST,
+        )
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise EdgeClfError("could not encode the thumbnail")
+        thumb = f"{uuid.uuid4().hex}.jpg"  # never the uploaded name
+        files.write_bytes(self.thumbs / thumb, data.tobytes())
+        try:
+            with closing(self._connect()) as db, db:
+                cur = db.execute(
+                    "INSERT INTO predictions (created, source, filename, thumb, label, confidence, top_json, model) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), source, filename, thumb, label, confidence, json.dumps(top), model),
+                )
+                return int(cur.lastrowid), thumb
+        except sqlite3.Error as exc:
+            (self.thumbs / thumb).unlink(missing_ok=True)
+            raise EdgeClfError(f"could not save the prediction: {exc}") from None
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...]) -> Entry:
+        return Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
+
+    def page(self, page: int = 1, per_page: int = 20, label: str | None = None) -> tuple[list[Entry], int]:
+        """Newest first; (entries of this page, total matching)."""
+        where, args = ("WHERE label = ?", [label]) if label else ("", [])
+        with closing(self._connect()) as db:
+            total = db.execute(f"SELECT COUNT(*) FROM predictions {where}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT id, created, source, filename, thumb, label, confidence, top_json, model FROM predictions "
+                f"{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*args, per_page, (max(page, 1) - 1) * per_page],
+            ).fetchall()
+        return [self._entry(r) for r in rows], int(total)
+
+    def labels(self) -> list[str]:
+        with closing(self._connect()) as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT label FROM predictions ORDER BY label")]
+
+    def delete(self, entry_id: int) -> bool:
+        """Remove a row and its thumbnail; False when there is no such row."""
+        with closing(self._connect()) as db, db:
+            row = db.execute("SELECT thumb FROM predictions WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM predictions WHERE id = ?", (entry_id,))
+        (self.thumbs / row[0]).unlink(missing_ok=True)
+        return True
+
+    def thumb_path(self, name: str) -> Path | None:
+        """The file of a server-generated thumbnail name, None for anything else."""
+        if not THUMB_NAME.match(name):
+            return None
+        path = self.thumbs / name
+        return path if path.is_file() else None
