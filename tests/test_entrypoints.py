@@ -8,7 +8,14 @@ import pytest
 
 from tests.conftest import ROOT
 
-STAGES = {"train": "train", "convert": "convert", "run": "edge_app", "bench": "benchmarks"}
+STAGES = {
+    "train": "train",
+    "convert": "convert",
+    "run": "edge_app",
+    "bench": "benchmarks",
+    "serve": "edge_app.web.serve",
+    "doctor": "edge_app.doctor",
+}
 
 
 @pytest.mark.parametrize("command, module", STAGES.items())

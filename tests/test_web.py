@@ -207,3 +207,23 @@ def test_serve_binding_rules(converted, tmp_path, capsys):
     assert token and len(token) >= 20 and token in capsys.readouterr().err
     args.host = "127.0.0.1"
     assert make_app(args)[2] is None
+
+
+def test_serve_cli_errors(converted, tmp_path, capsys):
+    import socket
+
+    from edge_app.web.serve import main as serve_main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = serve_main(["--model", str(converted["int8"]), "--port", str(port), "--db", str(tmp_path / "h.db")])
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        serve_main(["--port", "0"])
+    assert exc.value.code == 2
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    code = serve_main(["--model", str(converted["int8"]), "--db", str(blocked / "h.db")])
+    assert code == 1 and "cannot open the history database" in capsys.readouterr().err
