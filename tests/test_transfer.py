@@ -10,26 +10,28 @@ from edge_app.run import main as run_main
 from train.cli import main as train_main
 
 
-def test_mobilenet_v2_from_scratch_at_48_px_train_convert_run(colour_folder, tmp_path, capsys):
-    run = tmp_path / "run"
-    argv = [
+def mnv2_args(folder, run, *extra):
+    """train argv for MobileNetV2 at 48 px on the tiny colour folder."""
+    return [
         "--data",
-        str(colour_folder),
+        str(folder),
         "--arch",
         "mobilenet_v2",
-        "--weights",
-        "none",
         "--image-size",
         "48",
-        "--epochs",
-        "1",
         "--batch-size",
         "8",
         "--val-split",
         "0.25",
         "--out",
         str(run),
+        *extra,
     ]
+
+
+def test_mobilenet_v2_from_scratch_at_48_px_train_convert_run(colour_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = mnv2_args(colour_folder, run, "--weights", "none", "--epochs", "1")
     assert train_main(argv) == 0
     info = json.loads((run / "run.json").read_text())["model_info"]
     assert info["input"]["height"] == 48 and info["input"]["mean"] == [127.5] * 3  # MobileNetV2 wants [-1, 1]
@@ -49,26 +51,7 @@ def test_pretrained_weights_file_trains_in_two_phases(colour_folder, tmp_path, c
     weights = tmp_path / "backbone.weights.h5"
     backbone.save_weights(weights)
     run = tmp_path / "run"
-    argv = [
-        "--data",
-        str(colour_folder),
-        "--arch",
-        "mobilenet_v2",
-        "--weights",
-        str(weights),
-        "--image-size",
-        "48",
-        "--epochs",
-        "1",
-        "--fine-tune-epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--val-split",
-        "0.25",
-        "--out",
-        str(run),
-    ]
+    argv = mnv2_args(colour_folder, run, "--weights", str(weights), "--epochs", "1", "--fine-tune-epochs", "1")
     assert train_main(argv) == 0
     assert "fine-tuning:" in capsys.readouterr().err
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # head epoch + fine-tune epoch
