@@ -18,6 +18,7 @@ from edge_app.contract import InputSpec, ModelInfo
 from edge_app.datasets import ImageSet
 from edge_app.errors import EdgeClfError, MetadataError, require
 from train.data import DataSpec, Splits, load_splits, stratified_split
+from train.macs import count_macs
 
 RUN_FILE = "run.json"
 KERAS_SUFFIXES = (".keras", ".h5")
@@ -144,7 +145,9 @@ def convert(
     info = info.with_changes(quantization=mode.name, metrics={})
     check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
     keras_bytes = model_path.stat().st_size
-    info = info.with_changes(metrics=_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib))
+    info = info.with_changes(
+        metrics={**_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib), "macs": count_macs(model)}
+    )
     if mode.name == "int8" and check.ops["float_ops"]:
         raise EdgeClfError(
             f"the int8 model still computes in float32: {', '.join(sorted(set(check.ops['float_ops'])))} "

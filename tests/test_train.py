@@ -128,3 +128,14 @@ def test_distillation_loss_values():
 def test_bad_teacher(colour_folder, tmp_path):
     with pytest.raises(EdgeClfError, match="teacher not found"):
         train_model(config(colour_folder, tmp_path / "s", teacher=str(tmp_path / "nope")), verbose=0)
+
+
+def test_mac_counts_match_hand_computation():
+    from train.macs import count_macs
+
+    tutorial = architectures.build("tutorial_cnn", (32, 32, 3), 10)
+    # conv1 30x30x32x(3x3x3) + conv2 13x13x64x(3x3x32) + dense 2304x128 + dense 128x10
+    expected = 30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 128 + 128 * 10
+    assert count_macs(tutorial) == expected
+    tiny = architectures.build("mobilenet_tiny", (32, 32, 3), 10)
+    assert 0 < count_macs(tiny) < count_macs(architectures.build("airbench", (32, 32, 3), 10))

@@ -16,6 +16,7 @@ from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
 from train import architectures, augment, distill, distribute, report, transfer
 from train.data import DataSpec, Splits, load_splits
+from train.macs import count_macs
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -213,6 +214,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     with scope:
         model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
         params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+        macs = count_macs(model)
         pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
         if pretrained:
             transfer.freeze_backbone(model)  # phase 1: the new head only
@@ -226,7 +228,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     print(
-        f"training {config.arch} ({params:,} params) on {splits.source}: "
+        f"training {config.arch} ({params:,} params, {macs / 1e6:.1f} M MACs per image) on {splits.source}: "
         f"{len(x_train)} train / {len(x_val)} val / {len(splits.test)} test images, {n_classes} classes"
         + (
             f"; {n_rep} replicas, global batch {scaled.batch_size}, learning rate {scaled.learning_rate:g}"
@@ -260,7 +262,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         architecture=config.arch,
         params=params,
         dataset=splits.source,
-        metrics={"test_accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "n": test["n"]},
+        metrics={"test_accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "n": test["n"], "macs": macs},
     )
     result = TrainResult(
         out=out,

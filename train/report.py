@@ -112,7 +112,8 @@ def summary(result: TrainResult) -> str:
     worst = sorted(t["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
     lines = [
         f"run        {result.out}",
-        f"model      {result.info.architecture}, {result.info.params:,} trainable params, input "
+        f"model      {result.info.architecture}, {result.info.params:,} trainable params, "
+        f"{result.info.metrics.get('macs', 0) / 1e6:.1f} M MACs per image, input "
         f"{result.info.input.height}x{result.info.input.width}",
         f"data       {result.info.dataset}",
         f"training   {result.epochs_run} epochs in {result.train_seconds:.0f} s "
