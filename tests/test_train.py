@@ -139,3 +139,22 @@ def test_mac_counts_match_hand_computation():
     assert count_macs(tutorial) == expected
     tiny = architectures.build("mobilenet_tiny", (32, 32, 3), 10)
     assert 0 < count_macs(tiny) < count_macs(architectures.build("airbench", (32, 32, 3), 10))
+
+
+def test_teacher_with_other_normalisation_is_refused(colour_folder, tmp_path, tiny_keras_model):
+    import json
+    import shutil
+
+    _, keras_path = tiny_keras_model
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    shutil.copy(keras_path, teacher / "model.keras")
+    info = {
+        "schema": 1,
+        "labels": ["blue", "green", "red"],
+        "quantization": "float32",
+        "input": {"height": 16, "width": 16, "mean": [127.5] * 3, "std": [127.5] * 3},
+    }
+    (teacher / "run.json").write_text(json.dumps({"model_info": info}))
+    with pytest.raises(EdgeClfError, match="teacher expects inputs"):
+        train_model(config(colour_folder, tmp_path / "s", teacher=str(teacher)), verbose=0)

@@ -51,7 +51,9 @@ def test_pretrained_weights_file_trains_in_two_phases(colour_folder, tmp_path, c
     weights = tmp_path / "backbone.weights.h5"
     backbone.save_weights(weights)
     run = tmp_path / "run"
-    argv = mnv2_args(colour_folder, run, "--weights", str(weights), "--epochs", "1", "--fine-tune-epochs", "1")
+    argv = mnv2_args(
+        colour_folder, run, "--weights", str(weights), "--epochs", "1", "--fine-tune-epochs", "1", "--ema", "0.9"
+    )  # EMA across both phases: each phase gets its own averages
     assert train_main(argv) == 0
     assert "fine-tuning:" in capsys.readouterr().err
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # head epoch + fine-tune epoch

@@ -40,13 +40,14 @@ def bomb_png(width=100_000, height=100_000):
 def make(converted, tmp_path):
     made = []
 
-    def factory(token=None, max_upload=10 * 1024 * 1024, feed_source=None, db=None):
+    def factory(token=None, max_upload=10 * 1024 * 1024, feed_source=None, db=None, allowed_hosts=None):
         shared = SharedClassifier(Classifier(converted["int8"]), top_k=3)
         history = History(db or tmp_path / "web" / "history.sqlite3")
         feed = LiveFeed(shared, feed_source, history, sample_every=0.05).start() if feed_source else None
         if feed:
             made.append(feed)
-        app = create_app(shared, history, WebConfig(token=token, max_upload=max_upload, max_pixels=1_000_000), feed)
+        config = WebConfig(token=token, max_upload=max_upload, max_pixels=1_000_000, allowed_hosts=allowed_hosts)
+        app = create_app(shared, history, config, feed)
         app.testing = True
         return app.test_client(), history
 
@@ -227,3 +228,29 @@ def test_serve_cli_errors(converted, tmp_path, capsys):
     blocked.write_text("x")
     code = serve_main(["--model", str(converted["int8"]), "--db", str(blocked / "h.db")])
     assert code == 1 and "cannot open the history database" in capsys.readouterr().err
+
+
+def test_rebinding_csrf_and_csv_formulas(make):
+    from edge_app.web.app import LOOPBACK_NAMES
+
+    client, history = make(allowed_hosts=LOOPBACK_NAMES)
+    data, _ = images()[0]
+    assert client.get("/", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    assert client.get("/", headers={"Host": "evil.example:8000"}).status_code == 403
+    cross = client.post(
+        "/api/predict",
+        data=data,
+        content_type="application/octet-stream",
+        headers={"Host": "127.0.0.1:8000", "Origin": "http://evil.example"},
+    )
+    assert cross.status_code == 403 and "cross-origin" in cross.get_json()["error"]
+    fetch = client.post("/history/1/delete", headers={"Host": "localhost", "Sec-Fetch-Site": "cross-site"})
+    assert fetch.status_code == 403
+    ok = client.post(
+        "/api/predict",
+        data={"image": (io.BytesIO(data), "=HYPERLINK(1).png")},
+        headers={"Host": "localhost:8000", "Origin": "http://localhost:8000"},
+    )
+    assert ok.status_code == 200
+    csv_text = client.get("/api/history.csv", headers={"Host": "localhost"}).data.decode()
+    assert "'=HYPERLINK(1).png" in csv_text

@@ -6,10 +6,22 @@ works; every model here ends in softmax, so temperatures act on log-probabilitie
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
+from edge_app.contract import InputSpec, ModelInfo
+from edge_app.errors import EdgeClfError, MetadataError, require
+
+
+def teacher_input(path: str | Path) -> InputSpec | None:
+    """The teacher's input contract from its run.json, when it has one."""
+    path = Path(path)
+    run_file = (path if path.is_dir() else path.parent) / "run.json"
+    try:
+        return ModelInfo.from_dict(json.loads(run_file.read_text())["model_info"]).input
+    except (OSError, ValueError, KeyError, MetadataError):
+        return None
 
 
 def load_teacher(path: str | Path) -> Any:

@@ -103,12 +103,13 @@ def _best_checkpoint(keras: Any, patience: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.best, self.best_epoch, self.weights = -1.0, 0, None
+            self.patience_from = 0  # a new training phase restarts the patience count
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             acc = float((logs or {}).get("val_accuracy", 0.0))
             if acc > self.best:
                 self.best, self.best_epoch, self.weights = acc, epoch + 1, self.model.get_weights()
-            elif patience and epoch + 1 - self.best_epoch >= patience:
+            elif patience and epoch + 1 - max(self.best_epoch, self.patience_from) >= patience:
                 print(f"early stop: no validation gain for {patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
 
@@ -129,13 +130,14 @@ def _dataset(
     aug: Any = None,
     teacher: Any = None,
     shuffle: bool = True,
+    drop_remainder: bool = False,
 ) -> Any:
     """Batches of (image, target): augmented, mixed up, and with the teacher's outputs appended."""
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
     # several replicas split each batch: a short last batch would leave them with different shapes
-    ds = ds.batch(batch, drop_remainder=shuffle and config.strategy != "none")
+    ds = ds.batch(batch, drop_remainder=shuffle and drop_remainder)
     # one call at a time: the random layers draw from a seeded state, and parallel calls would race for it
     if aug is not None:
         ds = ds.map(lambda a, b: (aug(a, training=True), b))
@@ -177,6 +179,12 @@ def _teacher_and_loss(keras: Any, config: TrainConfig, spec: InputSpec, n_classe
     """(teacher or None, loss, accuracy metric) for plain or distilled training."""
     if not config.teacher:
         return None, keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing), "accuracy"
+    expected = distill.teacher_input(config.teacher)
+    if expected is not None and (expected.mean, expected.std) != (spec.mean, spec.std):
+        raise EdgeClfError(
+            f"the teacher expects inputs (pixel - {expected.mean[0]:g}) / {expected.std[0]:g}, the student "
+            f"(pixel - {spec.mean[0]:g}) / {spec.std[0]:g}: distil into an architecture with the same normalisation"
+        )
     teacher = distill.load_teacher(config.teacher)
     if tuple(teacher.input_shape[1:]) != (spec.height, spec.width, 3) or teacher.output_shape[-1] != n_classes:
         raise EdgeClfError(
@@ -209,7 +217,10 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     if n_rep > 1:  # replicas must get equal shares of every validation batch: drop at most n_rep - 1 images
         keep = len(x_val) - len(x_val) % n_rep
         x_val, y_val = x_val[:keep], y_val[:keep]
-    steps = int(np.ceil(len(x_train) / scaled.batch_size))
+    if n_rep > 1 and len(x_train) < scaled.batch_size:
+        raise EdgeClfError(f"{len(x_train)} training images are fewer than the global batch {scaled.batch_size}")
+    # several replicas drop the short last batch (see _dataset), so count only full ones
+    steps = len(x_train) // scaled.batch_size if n_rep > 1 else int(np.ceil(len(x_train) / scaled.batch_size))
     teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes)
     with scope:
         model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
@@ -220,11 +231,17 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
             transfer.freeze_backbone(model)  # phase 1: the new head only
         model.compile(optimizer=_optimizer(keras, scaled, steps), loss=loss, metrics=[metric])
     aug = augment.build(config.augment, spec, config.data.seed)
-    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, scaled.batch_size, config, aug, teacher)
+    train_ds = _dataset(
+        tf, x_train, splits.train.labels, n_classes, scaled.batch_size, config, aug, teacher, drop_remainder=n_rep > 1
+    )
     val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False)
     best = _best_checkpoint(keras, config.patience)
-    # with EMA, validation and the kept checkpoint use the averaged weights
-    callbacks = ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
+
+    def callbacks() -> list[Any]:
+        # with EMA, validation and the kept checkpoint use the averaged weights; one swapper per
+        # fit call, because each phase has its own optimizer and averages
+        return ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
+
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     print(
@@ -238,8 +255,8 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         file=sys.stderr,
     )
     start = time.perf_counter()
-    fit = {"validation_data": val_ds, "callbacks": callbacks, "verbose": verbose, "shuffle": False}
-    history = model.fit(train_ds, epochs=config.epochs, **fit).history
+    fit = {"validation_data": val_ds, "verbose": verbose, "shuffle": False}
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks(), **fit).history
     if pretrained and config.fine_tune_epochs > 0:
         with scope:
             unfrozen = transfer.unfreeze_top(model)
@@ -247,7 +264,10 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
             model.compile(optimizer=_optimizer(keras, tuned, steps), loss=loss, metrics=[metric])
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
         done = len(history.get("loss", []))
-        more = model.fit(train_ds, initial_epoch=done, epochs=done + config.fine_tune_epochs, **fit).history
+        best.patience_from = done
+        more = model.fit(
+            train_ds, initial_epoch=done, epochs=done + config.fine_tune_epochs, callbacks=callbacks(), **fit
+        ).history
         history = {k: history.get(k, []) + more.get(k, []) for k in history}
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))

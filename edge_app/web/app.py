@@ -25,6 +25,17 @@ class WebConfig:
     max_upload: int = 10 * 1024 * 1024
     max_pixels: int = MAX_PIXELS
     per_page: int = 20
+    allowed_hosts: frozenset[str] | None = None  # None: any Host header (a token guards non-loopback binds)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
@@ -43,6 +54,21 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         if wants_json():
             return flask.jsonify({"error": message}), status
         return flask.render_template("error.html", status=status, message=message), status
+
+    @app.before_request
+    def same_site_only() -> Any:
+        # DNS rebinding: a loopback server answers only to loopback host names
+        host = request.host.rsplit(":", 1)[0].strip("[]").lower()
+        if config.allowed_hosts is not None and host not in config.allowed_hosts:
+            return error(403, f"host {request.host!r} not allowed; use http://127.0.0.1:PORT/")
+        # CSRF: no page of another site may post to or delete from this one
+        if request.method in ("POST", "DELETE", "PUT", "PATCH"):
+            if request.headers.get("Sec-Fetch-Site") == "cross-site":
+                return error(403, "cross-site request refused")
+            origin = request.headers.get("Origin")
+            if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
+                return error(403, "cross-origin request refused")
+        return None
 
     @app.before_request
     def authenticate() -> Any:
@@ -176,18 +202,26 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["id", "time", "source", "filename", "label", "confidence", "top", "model"])
-        page = 1
+        before = None
         while True:
-            entries, _ = history.page(page, 500, label)
+            entries = history.before(before, 500, label)  # keyset paging: new rows cannot shift it
             for e in entries:
                 d = e.to_dict()
                 top = "; ".join(f"{t['label']}:{t['score']}" for t in d["top"])
-                writer.writerow(
-                    [d["id"], d["time"], d["source"], d["filename"] or "", d["label"], d["confidence"], top, d["model"]]
-                )
+                row = [
+                    d["id"],
+                    d["time"],
+                    d["source"],
+                    d["filename"] or "",
+                    d["label"],
+                    d["confidence"],
+                    top,
+                    d["model"],
+                ]
+                writer.writerow([_cell(v) for v in row])
             if len(entries) < 500:
                 break
-            page += 1
+            before = entries[-1].id
         return flask.Response(
             buf.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=history.csv"}
         )
@@ -228,7 +262,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
         def frames() -> Any:
             seen = 0
-            while feed.error is None:
+            while feed.running:
                 jpeg, seen_now = feed.wait_jpeg(seen)
                 if jpeg is None or seen_now == seen:
                     continue
@@ -240,7 +274,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
     @app.get("/healthz")
     def healthz() -> Any:
-        body = {"status": "ok", "model": model_name, "live": None if feed is None else feed.error is None}
+        body = {"status": "ok", "model": model_name, "live": None if feed is None else feed.running}
         return flask.jsonify(body)
 
     @app.errorhandler(EdgeClfError)

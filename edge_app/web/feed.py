@@ -80,8 +80,8 @@ class LiveFeed:
                 continue
             try:
                 self._show(frame, cv2)
-            except EdgeClfError as exc:  # e.g. a full disk while sampling to the history
-                self.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a full disk, a cv2 error...: the page must say so
+                self.error = str(exc) if isinstance(exc, EdgeClfError) else f"{type(exc).__name__}: {exc}"
                 print(f"live feed stopped: {exc}", file=sys.stderr)
                 break
 
@@ -121,6 +121,10 @@ class LiveFeed:
             "top": [] if r is None else [{"label": n, "score": round(p, 4)} for n, p in r.top],
             "error": self.error,
         }
+
+    @property
+    def running(self) -> bool:
+        return self.error is None and not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,7 +19,7 @@ from edge_app.errors import EdgeClfError, require
 from edge_app.run import DEFAULT_MODEL, default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.sources import parse_source
-from edge_app.web.app import WebConfig, create_app
+from edge_app.web.app import LOOPBACK_NAMES, WebConfig, create_app
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import History
 from edge_app.web.uploads import MAX_PIXELS
@@ -81,7 +81,12 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
     feed = None
     if args.source:
         feed = LiveFeed(shared, parse_source(args.source), history, args.history_live_every).start()
-    config = WebConfig(token=token, max_upload=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+    config = WebConfig(
+        token=token,
+        max_upload=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        allowed_hosts=LOOPBACK_NAMES if is_loopback(args.host) else None,  # DNS rebinding
+    )
     return create_app(shared, history, config, feed), feed, token
 
 
@@ -106,16 +111,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         flush=True,
     )
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: server.close())
+        signal.signal(signal.SIGTERM, _interrupt)  # the same clean path as Ctrl-C
     try:
         server.run()
     except (KeyboardInterrupt, OSError):
         pass
     finally:
         if feed:
-            feed.stop()
+            feed.stop()  # ends the MJPEG streams and releases the camera
+        server.close()
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         print("server stopped", file=sys.stderr)
     return 0
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

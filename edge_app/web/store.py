@@ -8,6 +8,7 @@ atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -41,6 +42,19 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
 """
+
+
+def _db_errors(method: Any) -> Any:
+    """sqlite3 errors (a locked or broken database) become one-line EdgeClfErrors."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise EdgeClfError(f"history database error: {exc}") from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -125,14 +139,36 @@ class History:
                     (time.time(), source, filename, thumb, label, confidence, json.dumps(top), model),
                 )
                 return int(cur.lastrowid), thumb
-        except sqlite3.Error as exc:
-            (self.thumbs / thumb).unlink(missing_ok=True)
-            raise EdgeClfError(f"could not save the prediction: {exc}") from None
+        except Exception as exc:
+            (self.thumbs / thumb).unlink(missing_ok=True)  # no picture without its row
+            if isinstance(exc, sqlite3.Error):
+                raise EdgeClfError(f"could not save the prediction: {exc}") from None
+            raise
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> Entry:
         return Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
 
+    @_db_errors
+    def before(self, entry_id: int | None, limit: int, label: str | None = None) -> list[Entry]:
+        """Up to `limit` entries older than `entry_id` (all when None), newest first."""
+        clauses, args = [], []
+        if entry_id is not None:
+            clauses.append("id < ?")
+            args.append(entry_id)
+        if label:
+            clauses.append("label = ?")
+            args.append(label)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                f"SELECT id, created, source, filename, thumb, label, confidence, top_json, model FROM predictions "
+                f"{where} ORDER BY id DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+        return [self._entry(r) for r in rows]
+
+    @_db_errors
     def page(self, page: int = 1, per_page: int = 20, label: str | None = None) -> tuple[list[Entry], int]:
         """Newest first; (entries of this page, total matching)."""
         where, args = ("WHERE label = ?", [label]) if label else ("", [])
@@ -145,10 +181,12 @@ class History:
             ).fetchall()
         return [self._entry(r) for r in rows], int(total)
 
+    @_db_errors
     def labels(self) -> list[str]:
         with closing(self._connect()) as db:
             return [r[0] for r in db.execute("SELECT DISTINCT label FROM predictions ORDER BY label")]
 
+    @_db_errors
     def delete(self, entry_id: int) -> bool:
         """Remove a row and its thumbnail; False when there is no such row."""
         with closing(self._connect()) as db, db:

@@ -11,7 +11,7 @@ import numpy as np
 from edge_app import preprocess
 from edge_app.errors import EdgeClfError, require
 
-FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
+FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP"}  # MPO: the multi-picture JPEG many phones write
 MAX_PIXELS = 40_000_000
 
 
