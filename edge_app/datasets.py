@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_app import files, preprocess
 from edge_app.errors import DataError, EdgeClfError
+from edge_app.sources import read_image
 
 CACHE_VERSION = 1
 SPLITS = ("train", "test")
@@ -90,13 +91,10 @@ def _cache_key(items: list[tuple[Path, int]], classes: tuple[str, ...], size: tu
 
 
 def _decode(path: Path, size: tuple[int, int], mode: str) -> np.ndarray | None:
-    cv2 = preprocess._cv2()
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = read_image(path)  # the app's own decoder: unreadable files are None, never an exception
     if image is None:
         return None
-    rgb = preprocess.to_color(image, "BGR", "RGB")
-    return preprocess.resize(rgb, size[0], size[1], mode)
+    return preprocess.to_color(preprocess.resize(image, size[0], size[1], mode), "BGR", "RGB")
 
 
 def load_folder(
