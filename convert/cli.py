@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from convert.modes import IO_TYPES, QUANT_MODES
+from convert.tta import TTA_MODES
 from edge_app.cli import guarded
 
 
@@ -29,6 +30,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop"
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="test-time augmentation in the exported graph: flip averages the outputs for the image and its "
+        "mirror (twice the compute per frame; default none)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     data = parser.add_argument_group("data (default: the run's own data and splits, from run.json)")
@@ -59,6 +67,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         max_drop=args.max_drop,
         allow_drop=args.allow_drop,
         force=args.force,
+        tta_mode=args.tta,
     )
     print(report(result))
     return 0

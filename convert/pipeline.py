@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from convert import modes
+from convert import modes, tta
 from convert.tflite import to_tflite
 from convert.verify import Verification, verify
 from edge_app import metadata, preprocess
@@ -105,6 +105,7 @@ def convert(
     max_drop: float = 1.0,
     allow_drop: bool = False,
     force: bool = False,
+    tta_mode: str = "none",
 ) -> ConvertResult:
     """Convert, verify and write a .tflite with its contract. Raises EdgeClfError on any refusal."""
     mode, io = modes.get(mode_name, io)
@@ -113,9 +114,10 @@ def convert(
     model_path, run = resolve_source(source)
     if run is None and not (data or {}).get("data"):
         raise EdgeClfError(f"{model_path} has no run.json beside it; pass --data (and --data-dir) for its data")
-    model = load_keras(model_path)
-    spec = _data_spec(model, run, data or {})
-    info = _base_info(model, run, spec)
+    base = load_keras(model_path)
+    model = tta.wrap(base, tta_mode)
+    spec = _data_spec(base, run, data or {})
+    info = _base_info(base, run, spec)
     target = Path(out) if out else default_out(model_path, info, mode.name)
     if target.suffix != ".tflite":
         raise EdgeClfError(f"--out must end in .tflite, got {target}")
@@ -146,7 +148,11 @@ def convert(
     check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
     keras_bytes = model_path.stat().st_size
     info = info.with_changes(
-        metrics={**_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib), "macs": count_macs(model)}
+        metrics={
+            **_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib),
+            "macs": count_macs(base) * tta.views(tta_mode),
+            **({"tta": tta_mode} if tta_mode != "none" else {}),
+        }
     )
     if mode.name == "int8" and check.ops["float_ops"]:
         raise EdgeClfError(

@@ -79,3 +79,25 @@ def test_op_report_shows_int8_is_integer_only(converted):
     assert "DELEGATE" not in int8["types"]  # listed without delegates, so no op hides
     dynamic = op_report(converted["dynamic"])
     assert "CONV_2D" in dynamic["float_ops"]  # dynamic range keeps float activations
+
+
+def test_flip_tta_graph_averages_both_views_and_stays_integer_only(tiny_keras_model, tmp_path):
+    from convert.tflite import to_tflite
+    from convert.tta import wrap
+    from convert.verify import op_report
+
+    model, _ = tiny_keras_model
+    x = preprocess.normalize(colour_images(40, 16, seed=5)[0], InputSpec(16, 16))
+    wrapped = wrap(model, "flip")
+    assert wrap(model, "none") is model
+    expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert np.allclose(wrapped.predict(x, verbose=0), expected, atol=1e-5)
+    mode, io = modes.get("int8")
+    path = tmp_path / "tta.tflite"
+    path.write_bytes(to_tflite(wrapped, mode, io, x[:20]))
+    ops = op_report(path)
+    assert ops["float_ops"] == [] and "REVERSE_V2" in ops["types"]
+    plain = len(to_tflite(model, mode, io, x[:20]))
+    assert path.stat().st_size < 1.5 * plain  # the two views share one copy of the weights
+    with pytest.raises(EdgeClfError, match="--tta must be one of"):
+        wrap(model, "rotate")

@@ -109,6 +109,23 @@ def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path
     assert result.info.metrics["float_ops"] == 0 and result.path.is_file()
 
 
+def test_fixed_distillation_targets(colour_folder, tmp_path):
+    """--distill-targets fixed: the teacher runs once (flip-averaged) and the student trains on its outputs."""
+    from train.distill import fixed_targets, load_teacher
+
+    teacher_run = train_model(config(colour_folder, tmp_path / "teacher", epochs=2), verbose=0)
+    teacher = load_teacher(teacher_run.out)
+    x = np.random.default_rng(0).random((6, 16, 16, 3)).astype(np.float32)
+    both = (teacher.predict(x, verbose=0) + teacher.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert np.allclose(fixed_targets(teacher, x), both, atol=1e-6)
+    student = train_model(
+        config(colour_folder, tmp_path / "student", teacher=str(teacher_run.out), distill_targets="fixed"), verbose=0
+    )
+    assert len(history(tmp_path / "student")) == 2 and 0.0 <= student.test["accuracy"] <= 1.0
+    with pytest.raises(EdgeClfError, match="--distill-targets must be one of"):
+        train_model(config(colour_folder, tmp_path / "bad", distill_targets="sometimes"), verbose=0)
+
+
 def test_distillation_loss_values():
     import tensorflow as tf
 

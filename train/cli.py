@@ -11,7 +11,7 @@ from edge_app.errors import EdgeClfError
 from train import architectures, augment
 from train.data import DataSpec
 from train.distribute import STRATEGIES
-from train.fit import OPTIMIZERS, SCHEDULES, TrainConfig
+from train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -63,6 +63,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     model.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher term (default 0.7)")
     model.add_argument("--distill-temperature", type=float, default=4.0, help="softening temperature (default 4)")
+    model.add_argument(
+        "--distill-targets",
+        choices=DISTILL_TARGETS,
+        default="live",
+        help="live: the teacher runs on every augmented batch (default); fixed: once per image, "
+        "averaged with its mirror image, before training (far cheaper with a large teacher)",
+    )
     model.add_argument(
         "--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)"
     )

@@ -39,6 +39,13 @@ def load_teacher(path: str | Path) -> Any:
     return teacher
 
 
+def fixed_targets(teacher: Any, x: Any, batch: int = 512) -> Any:
+    """The teacher's probabilities for each image, averaged with those for its mirror image."""
+    probs = teacher.predict(x, batch_size=batch, verbose=0)
+    mirrored = teacher.predict(x[:, :, ::-1], batch_size=batch, verbose=0)
+    return (probs + mirrored) / 2
+
+
 def distillation_loss(n_classes: int, alpha: float, temperature: float, label_smoothing: float = 0.0) -> Any:
     """(1 - alpha) * CE(labels, p) + alpha * T^2 * KL(teacher_T || student_T)."""
     tf = require("tensorflow", "train")

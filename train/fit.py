@@ -20,6 +20,7 @@ from train.macs import count_macs
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+DISTILL_TARGETS = ("live", "fixed")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class TrainConfig:
     strategy: str = "none"  # tf.distribute: none | auto | mirrored | multiworker
     distill_alpha: float = 0.7
     distill_temperature: float = 4.0
+    distill_targets: str = "live"  # live: teacher on every augmented batch; fixed: once, flip-averaged
     patience: int = 5
     out: str = "runs/latest"
 
@@ -131,9 +133,14 @@ def _dataset(
     teacher: Any = None,
     shuffle: bool = True,
     drop_remainder: bool = False,
+    soft: np.ndarray | None = None,
 ) -> Any:
-    """Batches of (image, target): augmented, mixed up, and with the teacher's outputs appended."""
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
+    """Batches of (image, target): augmented, mixed up, and with the teacher's outputs appended
+    (computed on each batch by `teacher`, or given once per image as `soft`)."""
+    targets = np.eye(n_classes, dtype=np.float32)[y]
+    if soft is not None:
+        targets = np.concatenate([targets, soft.astype(np.float32)], axis=-1)
+    ds = tf.data.Dataset.from_tensor_slices((x, targets))
     if shuffle:
         ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
     # several replicas split each batch: a short last batch would leave them with different shapes
@@ -164,6 +171,7 @@ def validate(config: TrainConfig) -> None:
         (0 <= config.ema < 1, "--ema must be in [0, 1), e.g. 0.999"),
         (0 <= config.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
         (config.distill_temperature > 0, "--distill-temperature must be positive"),
+        (config.distill_targets in DISTILL_TARGETS, f"--distill-targets must be one of {DISTILL_TARGETS}"),
         (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
     ]
     for ok, message in checks:
@@ -222,6 +230,17 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     # several replicas drop the short last batch (see _dataset), so count only full ones
     steps = len(x_train) // scaled.batch_size if n_rep > 1 else int(np.ceil(len(x_train) / scaled.batch_size))
     teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes)
+    soft_train = soft_val = None
+    start = time.perf_counter()  # the teacher's pass over the data is part of the training time
+    if teacher is not None and config.distill_targets == "fixed":
+        # one flip-averaged pass of the teacher instead of one on every augmented batch
+        soft_train, soft_val = distill.fixed_targets(teacher, x_train), distill.fixed_targets(teacher, x_val)
+        teacher = None
+        print(
+            f"teacher targets: {len(x_train) + len(x_val)} images and their mirrors in "
+            f"{time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     with scope:
         model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
         params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
@@ -232,9 +251,18 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         model.compile(optimizer=_optimizer(keras, scaled, steps), loss=loss, metrics=[metric])
     aug = augment.build(config.augment, spec, config.data.seed)
     train_ds = _dataset(
-        tf, x_train, splits.train.labels, n_classes, scaled.batch_size, config, aug, teacher, drop_remainder=n_rep > 1
+        tf,
+        x_train,
+        splits.train.labels,
+        n_classes,
+        scaled.batch_size,
+        config,
+        aug,
+        teacher,
+        drop_remainder=n_rep > 1,
+        soft=soft_train,
     )
-    val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False)
+    val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False, soft=soft_val)
     best = _best_checkpoint(keras, config.patience)
 
     def callbacks() -> list[Any]:
@@ -254,7 +282,6 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         ),
         file=sys.stderr,
     )
-    start = time.perf_counter()
     fit = {"validation_data": val_ds, "verbose": verbose, "shuffle": False}
     history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks(), **fit).history
     if pretrained and config.fine_tune_epochs > 0:
