@@ -102,6 +102,11 @@ def test_convert_lone_keras_file_with_data(tiny_keras_model, colour_folder, tmp_
     assert convert_main([*argv, "--force", "--quantize", "float16", "--eval-limit", "9"]) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["quantization"] == "float16" and sidecar["metrics"]["n"] == 9
+    plain_macs = sidecar["metrics"]["macs"]
+    assert convert_main([*argv, "--force", "--tta", "flip", "--calibration", "20"]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["metrics"]["tta"] == "flip" and sidecar["metrics"]["macs"] == 2 * plain_macs
+    assert sidecar["metrics"]["float_ops"] == 0
     capsys.readouterr()
     one_line_error(capsys, convert_main([*argv, "--force", "--quantize", "dynamic", "--io", "int8"]), "--io int8")
     one_line_error(capsys, convert_main([*argv, "--force", "--out", str(tmp_path / "x.bin")]), "must end in .tflite")

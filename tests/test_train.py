@@ -175,3 +175,25 @@ def test_teacher_with_other_normalisation_is_refused(colour_folder, tmp_path, ti
     (teacher / "run.json").write_text(json.dumps({"model_info": info}))
     with pytest.raises(EdgeClfError, match="teacher expects inputs"):
         train_model(config(colour_folder, tmp_path / "s", teacher=str(teacher)), verbose=0)
+
+
+def test_bn_recalibration_sets_statistics_from_the_data(colour_folder, tmp_path):
+    import keras
+
+    from train.bn import recalibrate
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
+    layer = model.layers[-1]
+    layer.moving_mean.assign(np.full(3, 50.0, np.float32))  # stale statistics
+    x = np.random.default_rng(1).normal([1.0, -2.0, 3.0], [0.5, 1.0, 2.0], size=(400, 4, 4, 3)).astype(np.float32)
+    gamma = layer.gamma.numpy()
+    assert recalibrate(model, x, batches=20, batch_size=100) == 2000
+    assert np.allclose(layer.moving_mean.numpy(), [1.0, -2.0, 3.0], atol=0.1)
+    assert np.allclose(np.sqrt(layer.moving_variance.numpy()), [0.5, 1.0, 2.0], rtol=0.1)
+    assert layer.momentum == 0.99 and np.array_equal(layer.gamma.numpy(), gamma)
+    assert recalibrate(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), x[:, 0, 0, :2]) == 0
+    run = train_model(config(colour_folder, tmp_path / "r", arch="resnet8", bn_recalibrate=2), verbose=0)
+    assert 0.0 <= run.test["accuracy"] <= 1.0
+    with pytest.raises(EdgeClfError, match="--bn-recalibrate must be"):
+        train_model(config(colour_folder, tmp_path / "bad", bn_recalibrate=-1), verbose=0)

@@ -73,6 +73,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     model.add_argument(
         "--patience", type=int, default=5, help="early-stop after N epochs without validation gain (0: off)"
     )
+    model.add_argument(
+        "--bn-recalibrate",
+        type=int,
+        default=0,
+        help="after training, recompute batch-norm statistics as the average over N batches of 500 "
+        "training images with the final weights (precise BN; default 0 = off)",
+    )
     model.add_argument("--seed", type=int, default=0)
     model.add_argument(
         "--strategy",

@@ -14,7 +14,7 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, distill, distribute, report, transfer
+from train import architectures, augment, bn, distill, distribute, report, transfer
 from train.data import DataSpec, Splits, load_splits
 from train.macs import count_macs
 
@@ -48,6 +48,7 @@ class TrainConfig:
     distill_temperature: float = 4.0
     distill_targets: str = "live"  # live: teacher on every augmented batch; fixed: once, flip-averaged
     patience: int = 5
+    bn_recalibrate: int = 0  # batches of 500 training images for precise batch-norm statistics; 0 = off
     out: str = "runs/latest"
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +173,11 @@ def validate(config: TrainConfig) -> None:
         (0 <= config.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
         (config.distill_temperature > 0, "--distill-temperature must be positive"),
         (config.distill_targets in DISTILL_TARGETS, f"--distill-targets must be one of {DISTILL_TARGETS}"),
+        (config.bn_recalibrate >= 0, "--bn-recalibrate must be 0 (off) or a number of batches"),
+        (
+            config.bn_recalibrate == 0 or config.strategy == "none",
+            "--bn-recalibrate works with --strategy none only",
+        ),
         (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
     ]
     for ok, message in checks:
@@ -296,6 +302,9 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
             train_ds, initial_epoch=done, epochs=done + config.fine_tune_epochs, callbacks=callbacks(), **fit
         ).history
         history = {k: history.get(k, []) + more.get(k, []) for k in history}
+    if config.bn_recalibrate:
+        used = bn.recalibrate(model, x_train, config.bn_recalibrate, seed=config.data.seed)
+        print(f"batch norm recalibrated on {used} training images", file=sys.stderr)
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
     x_test = preprocess.normalize(splits.test.images, spec)
