@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.web_load import SAMPLES, start_server
+from edge_app.run import DEFAULT_MODEL
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -81,7 +82,7 @@ def test_classify_upload_predict_then_history(browser, tmp_path):
         assert "without a camera" in browser.find_element(By.ID, "note").text
         shot(browser, "live")
         browser.get(base + "/about")
-        assert "resnet8" in browser.find_element(By.ID, "card").text
+        assert DEFAULT_MODEL.stem.split("_")[0] in browser.find_element(By.ID, "card").text
         shot(browser, "about")
     finally:
         proc.terminate()
