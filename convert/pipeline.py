@@ -150,7 +150,7 @@ def convert(
     info = info.with_changes(
         metrics={
             **_metrics(check, len(tflite_bytes), keras_bytes, io, n_calib),
-            "macs": count_macs(base) * tta.views(tta_mode),
+            "macs": count_macs(base) * tta.VIEWS[tta_mode],
             **({"tta": tta_mode} if tta_mode != "none" else {}),
         }
     )

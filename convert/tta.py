@@ -8,7 +8,8 @@ from typing import Any
 
 from edge_app.errors import EdgeClfError, require
 
-TTA_MODES = ("none", "flip")
+VIEWS = {"none": 1, "flip": 2}  # mode -> passes of the original network per image
+TTA_MODES = tuple(VIEWS)
 
 
 def wrap(model: Any, mode: str) -> Any:
@@ -26,8 +27,3 @@ def wrap(model: Any, mode: str) -> Any:
     scores = model(pair)
     mean = keras.layers.Lambda(lambda y: ops.mean(ops.reshape(y, (2, -1, n_out)), axis=0), name="tta_average")
     return keras.Model(inputs, mean(scores), name=f"{model.name}_tta_flip")
-
-
-def views(mode: str) -> int:
-    """How many times the wrapped model runs the original network per image."""
-    return 2 if mode == "flip" else 1

@@ -93,6 +93,15 @@ def mobilenet_tiny(input_shape: tuple[int, int, int], n_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="mobilenet_tiny")
 
 
+def leaf_layers(model: Any) -> list[Any]:
+    """Every layer of a built model, with nested models (backbones) opened up in place."""
+    keras = _keras()
+    found = []
+    for layer in model.layers:
+        found += leaf_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return found
+
+
 ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
     "tutorial_cnn": tutorial_cnn,
     "resnet8": resnet8,

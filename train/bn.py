@@ -14,13 +14,9 @@ def batchnorm_layers(model: Any) -> list[Any]:
     """Every BatchNormalization layer, nested models included."""
     import keras
 
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found += batchnorm_layers(layer)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-    return found
+    from train.architectures import leaf_layers
+
+    return [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def recalibrate(model: Any, images: np.ndarray, batches: int = 50, batch_size: int = 500, seed: int = 0) -> int:

@@ -15,11 +15,10 @@ def count_macs(model: Any) -> int:
     """MACs for one input image, nested models (backbones) included."""
     import keras
 
+    from train.architectures import leaf_layers
+
     total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += count_macs(layer)
-            continue
+    for layer in leaf_layers(model):
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
             out = _shape(layer.output)
