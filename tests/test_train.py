@@ -53,6 +53,8 @@ def test_registry_builds_every_architecture():
     assert architectures.build("resnet8", (32, 32, 3), 10).count_params() < 100_000
     assert architectures.build("mobilenet_tiny", (32, 32, 3), 10).count_params() < 100_000
     assert 1_500_000 < architectures.build("airbench", (32, 32, 3), 10).count_params() <= 2_500_000
+    assert 1_500_000 < architectures.build("airbench_whiten", (32, 32, 3), 10).count_params() <= 2_500_000
+    assert 80_000 < architectures.build("airbench_tiny", (32, 32, 3), 10).count_params() <= 100_000
     with pytest.raises(EdgeClfError, match="--weights applies to the pretrained backbones"):
         architectures.build("resnet8", (32, 32, 3), 10, weights="imagenet")
     with pytest.raises(EdgeClfError, match="unknown architecture"):

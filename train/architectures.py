@@ -77,6 +77,54 @@ def airbench(input_shape: tuple[int, int, int], n_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="airbench")
 
 
+def _dirac(conv: Any) -> None:
+    """Identity ("dirac") start for a built 3x3 conv: its first min(in, out) filters pass their own
+    input channel through unchanged, so the deep stack starts close to an implicit residual net."""
+    kernel = conv.kernel.numpy()
+    n = min(kernel.shape[2], kernel.shape[3])
+    kernel[:, :, :, :n] = 0.0
+    kernel[kernel.shape[0] // 2, kernel.shape[1] // 2, range(n), range(n)] = 1.0
+    conv.kernel.assign(kernel)
+
+
+def _whitened_net(name: str, widths: tuple[int, int, int], input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """airbench94's layout: a frozen 2x2 patch-whitening stem (24 filters, set from the training
+    images by `train.whiten` before training), three conv-pool-BN-ReLU-conv-BN-ReLU groups of the
+    given widths with identity-initialised convs and shift-only batch norm (momentum 0.4 in Keras
+    terms, airbench's 0.6 in PyTorch terms), global max pool, a bias-free linear head scaled by 1/9.
+    ReLU instead of GELU, so every op has an int8 kernel."""
+    if min(input_shape[:2]) < 16:
+        raise EdgeClfError(f"{name} needs inputs of at least 16x16 (three 2x2 poolings), not {input_shape[0]}")
+    keras = _keras()
+    layers = keras.layers
+    # PyTorch's conv default (uniform, +-1/sqrt(fan_in)), which the identity start was tuned with
+    init = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
+    inputs = keras.Input(shape=input_shape)
+    whiten = layers.Conv2D(2 * 3 * 2 * 2, 2, padding="valid", name="whiten", trainable=False)
+    x = layers.ReLU()(whiten(inputs))
+    for width in widths:
+        for pool in (True, False):
+            conv = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=init)
+            x = conv(x)
+            _dirac(conv)
+            x = layers.MaxPooling2D(2)(x) if pool else x
+            x = layers.ReLU()(layers.BatchNormalization(momentum=0.4, epsilon=1e-5, scale=False)(x))
+    x = layers.GlobalMaxPooling2D()(x)
+    x = layers.Rescaling(1 / 9)(layers.Dense(n_classes, use_bias=False, kernel_initializer=init)(x))
+    outputs = layers.Activation("softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def airbench_whiten(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Accuracy tier: the whitened airbench94 layout at widths 64-256-256 (~1.97M params, 118M MACs)."""
+    return _whitened_net("airbench_whiten", (64, 256, 256), input_shape, n_classes)
+
+
+def airbench_tiny(input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Tiny tier: the same layout at widths 24-48-56 (~95k params, ~11M MACs)."""
+    return _whitened_net("airbench_tiny", (24, 48, 56), input_shape, n_classes)
+
+
 def mobilenet_tiny(input_shape: tuple[int, int, int], n_classes: int) -> Any:
     """Tiny tier alternative: depthwise-separable blocks (MobileNet style, ReLU6), ~70k params."""
     keras = _keras()
@@ -107,6 +155,8 @@ ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
     "resnet8": resnet8,
     "mobilenet_tiny": mobilenet_tiny,
     "airbench": airbench,
+    "airbench_whiten": airbench_whiten,
+    "airbench_tiny": airbench_tiny,
 }
 
 

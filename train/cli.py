@@ -37,8 +37,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int, default=64)
     model.add_argument("--learning-rate", type=float, default=1e-3)
     model.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    model.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
-    model.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up before the cosine schedule")
+    model.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="learning-rate schedule: constant, cosine (after the warm-up), or onecycle (linear from lr/5 "
+        "up to lr over the warm-up epochs, then linear down to 0.07 x lr)",
+    )
+    model.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up (cosine and onecycle)")
     model.add_argument("--weight-decay", type=float, default=0.0)
     model.add_argument("--label-smoothing", type=float, default=0.0)
     model.add_argument(
@@ -48,6 +54,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     model.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
     model.add_argument("--ema", type=float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
+    model.add_argument(
+        "--lookahead",
+        action="store_true",
+        help="from 30%% of the run, every 5 steps average the weights and copy the average back (airbench)",
+    )
+    model.add_argument(
+        "--bias-lr-scale",
+        type=float,
+        default=1.0,
+        help="SGD only: batch-norm shifts get this many times the learning rate (airbench uses 64; default 1)",
+    )
     model.add_argument("--teacher", help="distil from this trained run folder or .keras file")
     model.add_argument(
         "--weights",

@@ -14,12 +14,11 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, bn, distill, distribute, report, transfer
+from train import architectures, augment, bn, distill, distribute, optim, report, transfer, whiten
 from train.data import DataSpec, Splits, load_splits
 from train.macs import count_macs
+from train.optim import OPTIMIZERS, SCHEDULES
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
 DISTILL_TARGETS = ("live", "fixed")
 
 
@@ -49,6 +48,8 @@ class TrainConfig:
     distill_targets: str = "live"  # live: teacher on every augmented batch; fixed: once, flip-averaged
     patience: int = 5
     bn_recalibrate: int = 0  # batches of 500 training images for precise batch-norm statistics; 0 = off
+    bias_lr_scale: float = 1.0  # SGD: batch-norm shifts step this many times further
+    lookahead: bool = False  # average weights every few steps and copy the average back
     out: str = "runs/latest"
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,26 +78,6 @@ def input_spec_for(config: TrainConfig) -> InputSpec:
     if config.arch in transfer.BACKBONES:
         mean, std = transfer.BACKBONES[config.arch].mean, transfer.BACKBONES[config.arch].std
     return InputSpec(size, size, "RGB", (mean,) * 3, (std,) * 3, config.data.resize)
-
-
-def _optimizer(keras: Any, config: TrainConfig, steps_per_epoch: int) -> Any:
-    lr: Any = config.learning_rate
-    if config.schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        warm = min(total - 1, config.warmup_epochs * steps_per_epoch)
-        lr = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate / 10 if warm else config.learning_rate,
-            decay_steps=total - warm,
-            warmup_target=config.learning_rate if warm else None,
-            warmup_steps=warm,
-        )
-    wd = config.weight_decay or None
-    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd, **ema)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
-    return keras.optimizers.Adam(lr, weight_decay=wd, **ema)
 
 
 def _best_checkpoint(keras: Any, patience: int) -> Any:
@@ -179,6 +160,8 @@ def validate(config: TrainConfig) -> None:
             "--bn-recalibrate works with --strategy none only",
         ),
         (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
+        (config.bias_lr_scale > 0, "--bias-lr-scale must be positive"),
+        (config.bias_lr_scale == 1 or config.optimizer == "sgd", "--bias-lr-scale works with --optimizer sgd only"),
     ]
     for ok, message in checks:
         if not ok:
@@ -254,7 +237,9 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
         if pretrained:
             transfer.freeze_backbone(model)  # phase 1: the new head only
-        model.compile(optimizer=_optimizer(keras, scaled, steps), loss=loss, metrics=[metric])
+        if whiten.initialise(model, x_train, seed=config.data.seed):
+            print("whitening stem set from the training images' 2x2 patches", file=sys.stderr)
+        model.compile(optimizer=optim.optimizer(keras, scaled, steps, model), loss=loss, metrics=[metric])
     aug = augment.build(config.augment, spec, config.data.seed)
     train_ds = _dataset(
         tf,
@@ -274,7 +259,9 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     def callbacks() -> list[Any]:
         # with EMA, validation and the kept checkpoint use the averaged weights; one swapper per
         # fit call, because each phase has its own optimizer and averages
-        return ([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []) + [best]
+        ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []
+        ahead = [optim.lookahead(keras, config.epochs * steps)] if config.lookahead else []
+        return ema + ahead + [best]
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -294,7 +281,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         with scope:
             unfrozen = transfer.unfreeze_top(model)
             tuned = replace(scaled, learning_rate=scaled.learning_rate / 10, schedule="constant", warmup_epochs=0)
-            model.compile(optimizer=_optimizer(keras, tuned, steps), loss=loss, metrics=[metric])
+            model.compile(optimizer=optim.optimizer(keras, tuned, steps, model), loss=loss, metrics=[metric])
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
         done = len(history.get("loss", []))
         best.patience_from = done
