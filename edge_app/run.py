@@ -18,7 +18,7 @@ from edge_app.runtime import RUNTIMES
 from edge_app.sources import parse_source
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "airbench_int8.tflite"
+DEFAULT_MODEL = MODELS_DIR / "airbench_whiten_int8.tflite"
 
 
 def default_model() -> Path:
