@@ -36,7 +36,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         choices=TTA_MODES,
         default="none",
         help="test-time augmentation in the exported graph: flip averages the outputs for the image and its "
-        "mirror (twice the compute per frame; default none)",
+        "mirror (twice the compute per frame); flip_shift adds both shifted one pixel up-left and down-right "
+        "(six times the compute; airbench's weighting); default none",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     data = parser.add_argument_group("data (default: the run's own data and splits, from run.json)")
