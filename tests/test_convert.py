@@ -101,3 +101,30 @@ def test_flip_tta_graph_averages_both_views_and_stays_integer_only(tiny_keras_mo
     assert path.stat().st_size < 1.5 * plain  # the two views share one copy of the weights
     with pytest.raises(EdgeClfError, match="--tta must be one of"):
         wrap(model, "rotate")
+
+
+def test_flip_shift_tta_weights_six_views_and_stays_integer_only(tiny_keras_model, tmp_path):
+    from convert.tflite import to_tflite
+    from convert.tta import VIEWS, wrap
+    from convert.verify import op_report
+
+    model, _ = tiny_keras_model
+    x = preprocess.normalize(colour_images(40, 16, seed=6)[0], InputSpec(16, 16))
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+
+    def pair(images):
+        return (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
+
+    expected = 0.5 * pair(x) + 0.25 * pair(padded[:, :-2, :-2]) + 0.25 * pair(padded[:, 2:, 2:])
+    wrapped = wrap(model, "flip_shift")
+    assert VIEWS["flip_shift"] == 6
+    # the toy model is confident: compare small scores relatively, not against an absolute tolerance
+    assert np.allclose(wrapped.predict(x, verbose=0), expected, rtol=1e-3, atol=1e-9)
+    assert not np.allclose(expected, pair(x), rtol=1e-3, atol=1e-9)  # the shifted views change the answer
+    mode, io = modes.get("int8")
+    path = tmp_path / "tta6.tflite"
+    path.write_bytes(to_tflite(wrapped, mode, io, x[:20]))
+    ops = op_report(path)
+    assert ops["float_ops"] == [] and "MIRROR_PAD" in ops["types"]
+    # six views share one copy of the weights (six copies would be over 5x the plain file)
+    assert path.stat().st_size < 2 * len(to_tflite(model, mode, io, x[:20]))
