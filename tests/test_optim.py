@@ -9,6 +9,8 @@ from tests.test_train import config
 from train import architectures, optim, whiten
 from train.fit import TrainConfig, train_model
 
+whiten_patches = whiten.patches
+
 
 def test_whitening_stem_decorrelates_patches():
     import keras
@@ -31,6 +33,20 @@ def test_whitening_stem_decorrelates_patches():
     assert np.allclose(np.diag(cov), 1, atol=0.1) and np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3
     assert np.diag(cov)[0] > np.diag(cov)[-1]  # strongest direction first, least damped
     assert not whiten.initialise(architectures.build("resnet8", (16, 16, 3), 4), images)
+
+
+def test_whitening_sample_is_bounded_at_large_inputs(monkeypatch):
+    seen = []
+    monkeypatch.setattr(whiten, "MAX_PATCHES", 2 * 63 * 63)
+
+    def counting(images, size):
+        seen.append(len(images))
+        return whiten_patches(images, size)
+
+    monkeypatch.setattr(whiten, "patches", counting)
+    images = np.random.default_rng(1).random((10, 64, 64, 3)).astype(np.float32)
+    assert whiten.initialise(architectures.build("airbench_tiny", (64, 64, 3), 2), images)
+    assert seen == [2]
 
 
 def test_patch_order_matches_keras_kernels():
@@ -121,6 +137,7 @@ def test_recipe_trains_and_converts_integer_only(colour_folder, tmp_path):
         (dict(bias_lr_scale=4.0, optimizer="adam"), "--bias-lr-scale works with --optimizer sgd only"),
         (dict(bias_lr_scale=0.0, optimizer="sgd"), "--bias-lr-scale must be positive"),
         (dict(schedule="triangle"), "--schedule must be one of"),
+        (dict(lookahead=True, strategy="mirrored"), "--lookahead works with --strategy none only"),
     ):
         with pytest.raises(EdgeClfError, match=message):
             train_model(config(colour_folder, tmp_path / "bad", **bad), verbose=0)

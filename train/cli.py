@@ -57,7 +57,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     model.add_argument(
         "--lookahead",
         action="store_true",
-        help="from 30%% of the run, every 5 steps average the weights and copy the average back (airbench)",
+        help="from 30%% of the run, every 5 steps average the weights and copy the average back (airbench; "
+        "--strategy none only)",
     )
     model.add_argument(
         "--bias-lr-scale",

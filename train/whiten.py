@@ -33,16 +33,22 @@ def whitening(flat: np.ndarray, epsilon: float = EPSILON) -> tuple[np.ndarray, n
     return (vectors / np.sqrt(values + scale)).T, mean
 
 
+MAX_PATCHES = 5_000_000  # bounds memory at large input sizes (CIFAR-10: 5,000 images x 961 patches)
+
+
 def initialise(model: Any, images: np.ndarray, sample: int = 5000, seed: int = 0) -> bool:
-    """Set the layer named `whiten` from up to `sample` training images (normalised model inputs).
-    Returns False (and changes nothing) when the model has no such layer."""
+    """Set the layer named `whiten` from up to `sample` training images (normalised model inputs),
+    fewer when they would give more than MAX_PATCHES patches. Returns False (and changes nothing)
+    when the model has no such layer."""
     try:
         layer = model.get_layer(LAYER)
     except ValueError:
         return False
     kh, kw, c, out = layer.kernel.shape
+    per_image = (images.shape[1] - kh + 1) * (images.shape[2] - kw + 1)
+    sample = max(1, min(sample, len(images), MAX_PATCHES // per_image))
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(images), size=min(sample, len(images)), replace=False)
+    pick = rng.choice(len(images), size=sample, replace=False)
     filters, mean = whitening(patches(np.asarray(images[np.sort(pick)], dtype=np.float32), kh))
     if out != 2 * len(filters):
         raise ValueError(f"layer {LAYER!r} has {out} filters; whitening {kh}x{kw}x{c} patches needs {2 * len(filters)}")
