@@ -51,8 +51,8 @@ def _scaled_sgd(keras: Any, scaled: set[str], factor: float, **options: Any) -> 
         which for momentum SGD is the same as scaling their learning rate; weight decay is not)."""
 
         def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
-            names = trainable_variables if trainable_variables is not None else self._trainable_variables
-            grads = [g * factor if v.path in scaled else g for g, v in zip(grads, names, strict=True)]
+            variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+            grads = [g * factor if v.path in scaled else g for g, v in zip(grads, variables, strict=True)]
             return super().apply(grads, trainable_variables)
 
     return ScaledSGD(**options)
@@ -92,24 +92,20 @@ def lookahead(keras: Any, total_steps: int) -> Any:
     class Lookahead(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.step, self.average = 0, None
+            self.step, self.weights, self.average = 0, [], None
 
         def _update(self, decay: float) -> None:
-            weights = [w for w in self.model.weights if "float" in str(w.dtype)]
-            if self.average is None:
-                self.average = [keras.ops.copy(w.value) for w in weights]
-            for avg, w in zip(self.average, weights, strict=True):
-                avg = avg * decay + w.value * (1 - decay)
-                w.assign(avg)
-            self.average = [keras.ops.copy(w.value) for w in weights]
+            if self.average is None:  # the first average is the weights as they are
+                self.weights = [w for w in self.model.weights if "float" in str(w.dtype)]
+                self.average = [keras.ops.copy(w.value) for w in self.weights]
+            self.average = [a * decay + w.value * (1 - decay) for a, w in zip(self.average, self.weights, strict=True)]
+            for w, a in zip(self.weights, self.average, strict=True):
+                w.assign(a)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self.step += 1
             if self.step >= start and self.step % LOOKAHEAD_EVERY == 0:
-                if self.average is None:
-                    self._update(0.0)
-                else:
-                    self._update(0.95**LOOKAHEAD_EVERY * (self.step / total_steps) ** 3)
+                self._update(0.95**LOOKAHEAD_EVERY * (self.step / total_steps) ** 3)
 
         def on_test_begin(self, logs: dict | None = None) -> None:
             # validation (and the checkpoint kept after it) sees the averaged weights

@@ -11,6 +11,7 @@ import numpy as np
 
 LAYER = "whiten"
 EPSILON = 5e-4  # added to the eigenvalues, relative to the mean patch variance
+MAX_PATCHES = 5_000_000  # bounds memory at large input sizes (CIFAR-10: 5,000 images x 961 patches)
 
 
 def patches(images: np.ndarray, size: int) -> np.ndarray:
@@ -31,9 +32,6 @@ def whitening(flat: np.ndarray, epsilon: float = EPSILON) -> tuple[np.ndarray, n
     values, vectors = values[::-1], vectors[:, ::-1]
     scale = epsilon * float(np.trace(cov)) / len(cov)
     return (vectors / np.sqrt(values + scale)).T, mean
-
-
-MAX_PATCHES = 5_000_000  # bounds memory at large input sizes (CIFAR-10: 5,000 images x 961 patches)
 
 
 def initialise(model: Any, images: np.ndarray, sample: int = 5000, seed: int = 0) -> bool:
