@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 
+from edge_app.contract import InputSpec
 from edge_app.errors import DataError, EdgeClfError
 from train import architectures, augment
 from train.data import DataSpec, load_splits, stratified_split
@@ -66,6 +67,26 @@ def test_augment_parsing():
     assert augment.parse("none") == ()
     with pytest.raises(EdgeClfError):
         augment.parse("flip,shear")
+
+
+def test_whole_pixel_shifts_move_pixels_without_blurring_them():
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    spec = InputSpec(height=32, width=32)
+    for name, most in (("shift", 4), ("shift2", 2)):
+        out = np.asarray(augment.build((name,), spec, seed=1)(images, training=True))
+        for before, after in zip(images, out):
+            # the centre of a shifted image is the same pixels, found again at one whole-pixel offset
+            centre = after[most:-most, most:-most]
+            found = [
+                (dy, dx)
+                for dy in range(-most, most + 1)
+                for dx in range(-most, most + 1)
+                if np.array_equal(centre, before[most + dy : 32 - most + dy, most + dx : 32 - most + dx])
+            ]
+            assert found, name
+    # the sub-pixel 'crop2' interpolates, so its outputs are not the input's pixel values
+    blurred = np.asarray(augment.build(("crop2",), spec, seed=1)(images, training=True))
+    assert not np.allclose(blurred, np.round(blurred))
 
 
 def test_splits_are_stratified_disjoint_and_seeded(colour_folder):

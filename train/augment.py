@@ -7,7 +7,7 @@ from typing import Any
 from edge_app.contract import InputSpec
 from edge_app.errors import EdgeClfError
 
-AUGMENTATIONS = ("flip", "crop", "crop2", "rotate", "zoom", "brightness", "cutout")
+AUGMENTATIONS = ("flip", "crop", "crop2", "shift", "shift2", "rotate", "zoom", "brightness", "cutout")
 DEFAULT_AUGMENT = ("flip", "crop")
 
 
@@ -30,10 +30,18 @@ def build(names: tuple[str, ...], spec: InputSpec, seed: int) -> Any | None:
     low, high = spec.value_range
     makers = {
         "flip": lambda: layers.RandomFlip("horizontal", seed=seed),
-        # up to 1/8 of the side: the classic pad-4-and-crop on 32x32 images
+        # up to 1/8 of the side, sub-pixel (bilinear, so it also blurs); 'shift' is the whole-pixel pad-and-crop
         "crop": lambda: layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1),
         # up to 1/16 of the side (2 pixels at 32x32): airbench's lighter shift for short runs
         "crop2": lambda: layers.RandomTranslation(0.0625, 0.0625, fill_mode="reflect", seed=seed + 1),
+        # whole-pixel shifts (nearest neighbour): the same ranges as crop / crop2 without the
+        # bilinear blur that sub-pixel shifts add to training images but never to test images
+        "shift": lambda: layers.RandomTranslation(
+            0.125, 0.125, fill_mode="reflect", interpolation="nearest", seed=seed + 1
+        ),
+        "shift2": lambda: layers.RandomTranslation(
+            0.0625, 0.0625, fill_mode="reflect", interpolation="nearest", seed=seed + 1
+        ),
         "rotate": lambda: layers.RandomRotation(15 / 360, fill_mode="reflect", seed=seed + 2),
         "zoom": lambda: layers.RandomZoom(0.15, fill_mode="reflect", seed=seed + 3),
         "brightness": lambda: layers.RandomBrightness(0.15, value_range=(low, high), seed=seed + 4),
