@@ -28,20 +28,21 @@ def build(names: tuple[str, ...], spec: InputSpec, seed: int) -> Any | None:
 
     layers = keras.layers
     low, high = spec.value_range
+
+    def translate(fraction: float, interpolation: str) -> Any:
+        return layers.RandomTranslation(
+            fraction, fraction, fill_mode="reflect", interpolation=interpolation, seed=seed + 1
+        )
+
     makers = {
         "flip": lambda: layers.RandomFlip("horizontal", seed=seed),
-        # up to 1/8 of the side, sub-pixel (bilinear, so it also blurs); 'shift' is the whole-pixel pad-and-crop
-        "crop": lambda: layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1),
-        # up to 1/16 of the side (2 pixels at 32x32): airbench's lighter shift for short runs
-        "crop2": lambda: layers.RandomTranslation(0.0625, 0.0625, fill_mode="reflect", seed=seed + 1),
-        # whole-pixel shifts (nearest neighbour): the same ranges as crop / crop2 without the
-        # bilinear blur that sub-pixel shifts add to training images but never to test images
-        "shift": lambda: layers.RandomTranslation(
-            0.125, 0.125, fill_mode="reflect", interpolation="nearest", seed=seed + 1
-        ),
-        "shift2": lambda: layers.RandomTranslation(
-            0.0625, 0.0625, fill_mode="reflect", interpolation="nearest", seed=seed + 1
-        ),
+        # crop / crop2: up to 1/8 / 1/16 of the side (2 pixels at 32x32: airbench's lighter shift for
+        # short runs), sub-pixel with bilinear interpolation, which also blurs; shift / shift2: the
+        # same ranges in whole pixels (nearest neighbour), never blurred, like the test images
+        "crop": lambda: translate(0.125, "bilinear"),
+        "crop2": lambda: translate(0.0625, "bilinear"),
+        "shift": lambda: translate(0.125, "nearest"),
+        "shift2": lambda: translate(0.0625, "nearest"),
         "rotate": lambda: layers.RandomRotation(15 / 360, fill_mode="reflect", seed=seed + 2),
         "zoom": lambda: layers.RandomZoom(0.15, fill_mode="reflect", seed=seed + 3),
         "brightness": lambda: layers.RandomBrightness(0.15, value_range=(low, high), seed=seed + 4),
