@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.stats import summarize
+from edge_app.argtypes import finite_float
 from edge_app.errors import EdgeClfError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "models" / "samples"
@@ -129,7 +130,7 @@ def run_load(port: int, payloads: list[bytes], clients: int = 8, seconds: float 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.web_load", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=finite_float, default=30.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--model", type=Path, help="model to serve (default: the shipped default)")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from convert.modes import IO_TYPES, QUANT_MODES
 from convert.tta import TTA_MODES
+from edge_app.argtypes import finite_float
 from edge_app.cli import guarded
 
 
@@ -26,7 +27,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval-limit", type=int, help="verify on the first N test images only (default: all)")
     parser.add_argument(
-        "--max-drop", type=float, default=1.0, help="largest accepted accuracy loss in points (default 1.0)"
+        "--max-drop", type=finite_float, default=1.0, help="largest accepted accuracy loss in points (default 1.0)"
     )
     parser.add_argument(
         "--allow-drop", action="store_true", help="write the model even if it loses more than --max-drop"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_app.argtypes import finite_float
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
@@ -27,7 +28,7 @@ def default_model() -> Path:
 
 
 def _triple(text: str) -> tuple[float, float, float]:
-    parts = [float(p) for p in text.replace(",", " ").split()]
+    parts = [finite_float(p) for p in text.replace(",", " ").split()]
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3:
@@ -59,7 +60,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--mean", type=_triple, help="input mean for a model without metadata (default 127.5)")
     parser.add_argument("--std", type=_triple, help="input std for a model without metadata (default 127.5)")
     parser.add_argument("--top-k", type=int, default=3, help="classes to report (default 3)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="below this top score show 'uncertain' (0.5)")
+    parser.add_argument(
+        "--threshold", type=finite_float, default=0.5, help="below this top score show 'uncertain' (0.5)"
+    )
     parser.add_argument("--smooth", type=int, help="average scores over N frames (default 5 live, 1 for files)")
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("--display", dest="display", action="store_true", default=None, help="show a window")
@@ -68,7 +71,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--save-video", type=Path, help="write the annotated stream to this .mp4 / .avi")
     parser.add_argument("--collect", type=Path, help="save frames below --threshold to DIR/<predicted_label>/")
     parser.add_argument("--max-frames", type=int, help="stop after N classified frames")
-    parser.add_argument("--duration", type=float, help="stop after S seconds")
+    parser.add_argument("--duration", type=finite_float, help="stop after S seconds")
     parser.add_argument("--size", type=_size, default=(640, 480), help="camera resolution WxH (default 640x480)")
     parser.add_argument("--retries", type=int, default=5, help="reopen a failed camera or stream N times (5)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")

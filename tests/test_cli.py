@@ -143,3 +143,33 @@ def test_convert_refuses_int8_with_float_ops(tiny_keras_model, colour_folder, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("error: the int8 model still computes in float32: GELU")
     assert not out.exists()
+
+
+def test_non_finite_numbers_are_refused_everywhere(capsys):
+    """Every float option of every stage refuses nan / inf (exit 2) instead of accepting and ignoring it."""
+    import argparse
+    import importlib
+
+    checked = 0
+    for module_name, _ in COMMANDS.values():
+        module = importlib.import_module(module_name)
+        if not hasattr(module, "build_parser"):
+            continue
+        for action in module.build_parser()._actions:
+            assert action.type is not float, f"{module_name} {action.option_strings}: plain float accepts nan"
+            if action.type is None or not action.option_strings:
+                continue
+            try:
+                parsed = action.type("1")
+            except (argparse.ArgumentTypeError, ValueError):
+                continue  # not a number option
+            if not isinstance(parsed, int | float | tuple | list):
+                continue  # a path, a name...
+            for bad in ("nan", "inf", "-inf"):
+                with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+                    action.type(bad)
+            checked += 1
+    assert checked >= 15
+    with pytest.raises(SystemExit) as exc:
+        run_main(["--duration", "nan"])
+    assert exc.value.code == 2 and "finite" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_app.argtypes import finite_float
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
 from train import architectures, augment
@@ -27,15 +28,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     data.add_argument("--image-size", type=int, default=32, help="model input side in pixels (default 32)")
     data.add_argument("--resize", choices=["stretch", "center_crop"], default="stretch", help="how images are fitted")
-    data.add_argument("--val-split", type=float, default=0.1, help="fraction of training data for validation")
-    data.add_argument("--test-split", type=float, default=0.2, help="test fraction when the folder has no test/")
+    data.add_argument("--val-split", type=finite_float, default=0.1, help="fraction of training data for validation")
+    data.add_argument("--test-split", type=finite_float, default=0.2, help="test fraction when the folder has no test/")
     data.add_argument("--limit", type=int, help="use at most N training and N test images (smoke runs)")
     data.add_argument("--cache-dir", help="where decoded arrays are cached (default ~/.cache/edgeclf)")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--arch", default="tutorial_cnn", choices=architectures.names(), help="architecture")
     model.add_argument("--epochs", type=int, default=20)
     model.add_argument("--batch-size", type=int, default=64)
-    model.add_argument("--learning-rate", type=float, default=1e-3)
+    model.add_argument("--learning-rate", type=finite_float, default=1e-3)
     model.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     model.add_argument(
         "--schedule",
@@ -45,15 +46,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "up to lr over the warm-up epochs, then linear down to 0.07 x lr)",
     )
     model.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up (cosine and onecycle)")
-    model.add_argument("--weight-decay", type=float, default=0.0)
-    model.add_argument("--label-smoothing", type=float, default=0.0)
+    model.add_argument("--weight-decay", type=finite_float, default=0.0)
+    model.add_argument("--label-smoothing", type=finite_float, default=0.0)
     model.add_argument(
         "--augment",
         default=",".join(augment.DEFAULT_AUGMENT),
         help=f"comma list of {','.join(augment.AUGMENTATIONS)}, or 'none' (default flip,crop)",
     )
-    model.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
-    model.add_argument("--ema", type=float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
+    model.add_argument("--mixup", type=finite_float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
+    model.add_argument("--ema", type=finite_float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
     model.add_argument(
         "--lookahead",
         action="store_true",
@@ -62,7 +63,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--bias-lr-scale",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="SGD only: batch-norm shifts get this many times the learning rate (airbench uses 64; default 1)",
     )
@@ -79,8 +80,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=5,
         help="with pretrained weights: epochs with the backbone's top unfrozen at lr/10 (default 5)",
     )
-    model.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher term (default 0.7)")
-    model.add_argument("--distill-temperature", type=float, default=4.0, help="softening temperature (default 4)")
+    model.add_argument(
+        "--distill-alpha", type=finite_float, default=0.7, help="weight of the teacher term (default 0.7)"
+    )
+    model.add_argument(
+        "--distill-temperature", type=finite_float, default=4.0, help="softening temperature (default 4)"
+    )
     model.add_argument(
         "--distill-targets",
         choices=DISTILL_TARGETS,

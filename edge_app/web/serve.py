@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
@@ -54,13 +55,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--token", help="require this token (Authorization: Bearer TOKEN, or ?token= once)")
     parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
-    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="upload limit in MB (default 10)")
+    parser.add_argument("--max-upload-mb", type=finite_float, default=10.0, help="upload limit in MB (default 10)")
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest image (default {MAX_PIXELS:,})")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown (default 5)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="below this top score: 'uncertain' (0.5)")
+    parser.add_argument("--threshold", type=finite_float, default=0.5, help="below this top score: 'uncertain' (0.5)")
     parser.add_argument(
         "--history-live-every",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="also store a live frame every S seconds (default 0: uploads only)",
     )

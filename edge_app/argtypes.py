@@ -1,0 +1,17 @@
+"""argparse types shared by every stage: numbers that must be finite ("nan" and "inf" are refused)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def finite_float(text: str) -> float:
+    """A float option value; NaN and infinities are usage errors (exit 2), never silently ignored."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
