@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.eval_limit is not None and args.eval_limit < 1:
         parser.error("--eval-limit must be at least 1")
+    if args.image_size is not None and args.image_size < 1:
+        parser.error("--image-size must be at least 1")
     from convert.pipeline import convert, report
 
     data = {k: v for k in ("data", "data_dir", "image_size") if (v := getattr(args, k)) is not None}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,16 +10,16 @@ from typing import Any
 import numpy as np
 
 from convert import modes, tta
+from convert.runfile import RUN_FILE, RunRecord, read_run
 from convert.tflite import to_tflite
 from convert.verify import Verification, verify
 from edge_app import metadata, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.datasets import ImageSet
-from edge_app.errors import EdgeClfError, MetadataError, require
+from edge_app.errors import EdgeClfError, require
 from train.data import DataSpec, Splits, load_splits, stratified_split
 from train.macs import count_macs
 
-RUN_FILE = "run.json"
 KERAS_SUFFIXES = (".keras", ".h5")
 
 
@@ -33,8 +32,8 @@ class ConvertResult:
     tflite_bytes: int
 
 
-def resolve_source(source: str | Path) -> tuple[Path, dict[str, Any] | None]:
-    """(Keras file, run.json contents or None) for a run folder or a Keras file."""
+def resolve_source(source: str | Path) -> tuple[Path, RunRecord | None]:
+    """(Keras file, its checked run.json or None) for a run folder or a Keras file."""
     source = Path(source)
     if source.is_dir():
         model = source / "model.keras"
@@ -49,10 +48,7 @@ def resolve_source(source: str | Path) -> tuple[Path, dict[str, Any] | None]:
     run_file = model.parent / RUN_FILE
     if not run_file.is_file():
         return model, None
-    try:
-        return model, json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgeClfError(f"{run_file} is unreadable: {exc}") from None
+    return model, read_run(run_file)
 
 
 def load_keras(path: Path) -> Any:
@@ -65,12 +61,9 @@ def load_keras(path: Path) -> Any:
         raise EdgeClfError(f"{path} could not be loaded as a Keras model: {first}") from None
 
 
-def _base_info(model: Any, run: dict[str, Any] | None, data: DataSpec) -> ModelInfo:
+def _base_info(model: Any, run: RunRecord | None, data: DataSpec) -> ModelInfo:
     if run is not None:
-        try:
-            return ModelInfo.from_dict(run["model_info"])
-        except (KeyError, MetadataError) as exc:
-            raise EdgeClfError(f"run.json has no usable model_info: {exc}") from None
+        return run.info
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[3] != 3 or shape[1] is None:
         raise EdgeClfError(f"model input {shape} is not a fixed-size RGB image")
@@ -79,10 +72,10 @@ def _base_info(model: Any, run: dict[str, Any] | None, data: DataSpec) -> ModelI
     return ModelInfo(labels=("?",), input=spec, architecture=model.name, params=params, dataset=str(data.data))
 
 
-def _data_spec(model: Any, run: dict[str, Any] | None, overrides: dict[str, Any]) -> DataSpec:
+def _data_spec(model: Any, run: RunRecord | None, overrides: dict[str, Any]) -> DataSpec:
     """The run's data and splits with the user's overrides; for a lone Keras file, defaults + overrides."""
     if run is not None:
-        return replace(DataSpec.from_dict(run["config"]["data"]), **overrides)
+        return replace(run.data, **overrides)
     shape = tuple(model.input_shape)
     size = overrides.get("image_size") or (shape[1] if len(shape) == 4 and shape[1] else 32)
     return DataSpec(**{**overrides, "image_size": int(size)})
