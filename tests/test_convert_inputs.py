@@ -1,10 +1,11 @@
-"""Hostile input to `edgeclf convert`: malformed run.json files (issue 12 item 5)."""
+"""Hostile input to `edgeclf convert`: malformed run.json files and corrupt Keras files (issue 12 items 5 and 13)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+import zipfile
 
 import pytest
 
@@ -158,3 +159,56 @@ def test_a_well_formed_run_json_is_read_as_written(tmp_path):
     older = _with("config.data", {"data": "cifar10", "image_size": 32, "future_option": 1})
     path.write_text(json.dumps(older), encoding="utf-8")
     assert read_run(path).data.data == "cifar10" and read_run(path).data.val_split == 0.1
+
+
+def _zip(path, members: dict[str, str]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return path
+
+
+CORRUPT_KERAS = [
+    ("garbage-bytes", lambda p: p.write_bytes(b"\x00garbage\xff" * 3), "not a zip archive"),
+    ("empty-file", lambda p: p.write_bytes(b""), "not a zip archive"),
+    ("zip-header-only", lambda p: p.write_bytes(b"PK\x03\x04 definitely not a keras archive"), "not a zip archive"),
+    ("other-zip", lambda p: _zip(p, {"hello.txt": "hi"}), "no config.json"),
+    ("bad-config", lambda p: _zip(p, {"config.json": "{not json", "metadata.json": "{}"}), "config.json"),
+]
+
+
+@pytest.mark.parametrize(("make", "reason"), [c[1:] for c in CORRUPT_KERAS], ids=[c[0] for c in CORRUPT_KERAS])
+def test_corrupt_keras_file_is_not_a_readable_keras_model(make, reason, tmp_path, capsys):
+    path = tmp_path / "x.keras"
+    make(path)
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    assert line.startswith(f"error: {path} is not a readable Keras model")
+    assert reason in line
+    assert "File not found" not in line
+
+
+def _damaged_member(data: bytes) -> bytes:
+    """The archive with bytes in the middle of its largest member overwritten: the zip directory still reads."""
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = max(zf.infolist(), key=lambda i: i.compress_size)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+    return data[:start] + b"\x00" * 64 + data[start + 64 :]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "damaged-member"])
+def test_damaged_copy_of_a_keras_file_is_not_a_readable_keras_model(damage, keras_file, tmp_path, capsys):
+    path = tmp_path / "x.keras"
+    data = keras_file.read_bytes()
+    path.write_bytes(data[:-200] if damage == "truncated" else _damaged_member(data))
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    assert line.startswith(f"error: {path} is not a readable Keras model")
+    assert "File not found" not in line
+
+
+def test_corrupt_h5_file_is_not_a_readable_keras_model(tmp_path, capsys):
+    path = tmp_path / "x.h5"
+    path.write_bytes(b"garbage, not HDF5")
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    assert line.startswith(f"error: {path} is not a readable Keras model")
