@@ -78,7 +78,7 @@ class FrameStep:
 
 @dataclass
 class Summary:
-    """What a run did: frames classified, wall time, inference times, dropped frames."""
+    """What a run did: frames classified, wall time, inference times, dropped and unreadable frames."""
 
     frames: int = 0
     seconds: float = 0.0
@@ -86,6 +86,7 @@ class Summary:
     dropped: int = 0
     reconnects: int = 0
     collected: int = 0
+    skipped: int = 0  # unreadable frames of a damaged video, unreadable images
     reason: str = "end of source"
 
     @property
@@ -98,6 +99,7 @@ class Summary:
             f"summary: {self.frames} frames in {self.seconds:.1f} s ({self.reason}), mean {self.fps:.1f} FPS, "
             f"inference mean {ms.mean():.2f} ms p90 {np.percentile(ms, 90):.2f} ms, "
             f"{self.dropped} stale frames dropped, {self.reconnects} reconnects"
+            + (f", {self.skipped} unreadable frames skipped" if self.skipped else "")
             + (f", {self.collected} frames collected" if self.collected else "")
         )
 
@@ -219,6 +221,7 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
     if stop.signal:
         summary.reason = stop.signal
     summary.dropped, summary.reconnects = grabber.dropped, grabber.reconnects
+    summary.skipped = int(getattr(source, "skipped", 0))
     if grabber.error:
         raise EdgeClfError(f"{grabber.error} ({summary.frames} frames classified before)")
     return summary

@@ -7,6 +7,7 @@ stale frames; file sources deliver every frame and end.
 from __future__ import annotations
 
 import glob
+import os
 import re
 import sys
 import time
@@ -113,7 +114,16 @@ class ImageSource:
 
 
 class OpenCVSource:
-    """cv2.VideoCapture: a camera index, a video file or a stream URL (rtsp://, http://)."""
+    """cv2.VideoCapture: a camera index, a video file or a stream URL (rtsp://, http://).
+
+    A video file's unreadable frames (a damaged stretch) are skipped and counted in `skipped`,
+    up to `max_unreadable` in a row: OpenCV's FFmpeg backend consumes one packet per failed
+    read, so reading on finds the frames past the damage. The file ends when its declared
+    frame count is reached or `max_unreadable` reads in a row failed.
+    """
+
+    max_unreadable = 1000
+    max_warnings = 10  # one line per damaged stretch, then only the count in the summary
 
     def __init__(self, spec: str | int, size: tuple[int, int] | None = None) -> None:
         self.spec = spec
@@ -121,35 +131,81 @@ class OpenCVSource:
         self.live = isinstance(spec, int) or bool(URL.match(str(spec)))
         self.size = size
         self._cap: Any = None
-        self._index = 0
+        self._index = 0  # a file's position: frames delivered and frames skipped
         self.fps = 0.0
+        self.frame_count = 0  # what a video file declares; 0 when unknown
+        self.skipped = 0
+        self._warned = 0
 
     def open(self) -> None:
         cv2 = preprocess._cv2()
-        if not self.live and not Path(str(self.spec)).is_file():
-            raise SourceError(f"source not found: {self.spec}")
+        if not self.live:
+            if not Path(str(self.spec)).is_file():
+                raise SourceError(f"source not found: {self.spec}")
+            # FFmpeg prints a line per damaged packet; a file's damage is reported here, once per stretch
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.name}")
+            why = "" if self.live else ": not a video OpenCV can read"
+            raise SourceError(f"cannot open {self.name}{why}")
         if isinstance(self.spec, int) and self.size:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         fps = cap.get(cv2.CAP_PROP_FPS)  # read here, not while the capture thread reads frames
         self.fps = float(fps) if fps and 0 < fps < 1000 else 0.0
+        if not self.live:
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.frame_count = int(count) if count and 0 < count < 2**31 else 0
         self._cap = cap
 
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            if self.live:
+        if self.live:
+            ok, image = self._cap.read()
+            if not ok or image is None:
                 raise SourceError(f"{self.name} stopped delivering frames")
-            return None  # a video file that ends, ends the run
+            return self._frame(image)
+        failed = 0
+        while True:
+            ok, image = self._cap.read()
+            if ok and image is not None:
+                if failed:
+                    self._skipped_stretch(failed)
+                return self._frame(image)
+            failed += 1
+            if failed >= self.max_unreadable or (self.frame_count and self._index + failed >= self.frame_count):
+                self._ended(failed)
+                return None
+
+    def _frame(self, image: np.ndarray) -> Frame:
         frame = Frame(image, self._index, self.name)
         self._index += 1
         return frame
+
+    def _skipped_stretch(self, failed: int) -> None:
+        first, self._index = self._index, self._index + failed
+        self.skipped += failed
+        self._warned += 1
+        if self._warned <= self.max_warnings:
+            where = f"frame {first}" if failed == 1 else f"frames {first}-{first + failed - 1}"
+            more = "; further damaged stretches are only counted" if self._warned == self.max_warnings else ""
+            print(f"warning: {self.name}: {where} unreadable, skipped{more}", file=sys.stderr)
+
+    def _ended(self, failed: int) -> None:
+        """The reads that failed at the end: past the declared count that is the end; short of it, say so."""
+        if failed >= self.max_unreadable:
+            print(
+                f"warning: {self.name}: {failed} unreadable frames in a row after frame {self._index}; giving up",
+                file=sys.stderr,
+            )
+        elif self.frame_count and self._index < self.frame_count - 1:  # counts from duration can be one off
+            print(
+                f"warning: {self.name} ended after {self._index} of the {self.frame_count} frames it declares "
+                "(truncated or damaged at the end)",
+                file=sys.stderr,
+            )
 
     def close(self) -> None:
         if self._cap is not None:

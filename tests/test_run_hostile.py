@@ -1,0 +1,156 @@
+"""`edgeclf run` against hostile input: damaged videos, stalled streams, signals in every state (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.run import MODELS_DIR
+from edge_app.run import main as run_main
+from edge_app.sources import OpenCVSource
+from tests.conftest import ROOT
+
+MODEL = MODELS_DIR / "airbench_tiny_int8.tflite"
+pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="no shipped model")
+
+FRAMES = 80
+
+
+def numbered_video(path: Path, frames: int = FRAMES, fourcc: str = "mp4v") -> Path:
+    """A small clip whose frames all differ: a colour per frame and its number drawn on it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (64, 48))
+    for i in range(frames):
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[:] = ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)
+        cv2.putText(image, str(i), (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def damaged(path: Path, start: float = 0.25, stop: float = 0.5) -> Path:
+    """Overwrite bytes [start, stop) of the file (as fractions of its size) with noise."""
+    data = bytearray(path.read_bytes())
+    a, b = int(len(data) * start), int(len(data) * stop)
+    data[a:b] = np.random.default_rng(1).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    out = path.with_name(f"damaged{path.suffix}")
+    out.write_bytes(bytes(data))
+    return out
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def summary_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("summary:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# --- item 7: a damaged stretch of video is skipped and counted, not taken for the end --------------
+
+
+def test_damaged_stretch_of_video_is_skipped_and_counted(tmp_path, capsys):
+    video = damaged(numbered_video(tmp_path / "clip.mp4"))
+    code = run_main(["--model", str(MODEL), "--source", str(video), "--no-display", "--top-k", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    got = records(captured.out)
+    frames = [r["frame"] for r in got]
+    line = summary_line(captured.err)
+    skipped = FRAMES - len(got)
+    assert skipped > 0, "the damage did not make any frame unreadable: the test proves nothing"
+    assert f"{skipped} unreadable frames skipped" in line and "(end of source)" in line
+    assert frames == sorted(frames) and frames[-1] == FRAMES - 1  # the clip's last frame was classified
+    gap = next(b for a, b in zip(frames, frames[1:]) if b - a > 1)
+    assert len([f for f in frames if f >= gap]) >= 10  # frames past the damage are classified
+    assert "unreadable" in captured.err.split("summary:")[0]  # a warning line where it happened
+
+
+def test_damaged_video_frame_numbers_stay_the_clips_own(tmp_path):
+    clip = numbered_video(tmp_path / "clip.mp4")
+    cap = cv2.VideoCapture(str(clip))
+    intact = [image for ok, image in iter(cap.read, (False, None)) if ok]
+    cap.release()
+    assert len(intact) == FRAMES
+    source = OpenCVSource(str(damaged(clip)))
+    source.open()
+    delivered = []
+    while (frame := source.read()) is not None:
+        delivered.append(frame)
+    source.close()
+    assert source.frame_count == FRAMES and len(delivered) + source.skipped == FRAMES and source.skipped > 0
+    gap = next(b for a, b in zip(delivered, delivered[1:]) if b.index - a.index > 1)
+    after = [f for f in delivered if f.index >= gap.index]
+    # past the damage, frame N is the clip's frame N (skipped frames are counted, not renumbered away)
+    assert after and all(np.array_equal(f.image, intact[f.index]) for f in after)
+
+
+def test_intact_video_skips_nothing(tmp_path, capsys):
+    video = numbered_video(tmp_path / "clip.mp4", frames=20)
+    assert run_main(["--model", str(MODEL), "--source", str(video), "--no-display"]) == 0
+    captured = capsys.readouterr()
+    assert [r["frame"] for r in records(captured.out)] == list(range(20))
+    assert "unreadable" not in captured.err and "summary: 20 frames" in captured.err
+
+
+def _run_cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "edge_app", "--model", str(MODEL), "--no-display", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"hello, not a video\n" * 50, "truncated"], ids=["empty", "text", "truncated"]
+)
+def test_unopenable_videos_give_one_error_line(content, tmp_path):
+    path = tmp_path / "clip.mp4"
+    if content == "truncated":  # mp4v clips keep their index at the end: cut off, nothing can be read
+        data = numbered_video(tmp_path / "whole.mp4").read_bytes()
+        content = data[: len(data) * 6 // 10]
+    path.write_bytes(content)
+    proc = _run_cli("--source", str(path))
+    assert proc.returncode == 1, proc.stderr
+    assert _error_lines(proc.stderr) == [f"error: cannot open {path}: not a video OpenCV can read"]
+    assert "Traceback" not in proc.stderr and "moov atom" not in proc.stderr  # FFmpeg's own noise is kept quiet
+    assert proc.stdout == ""
+
+
+def test_truncated_avi_ends_cleanly_and_says_it_was_short(tmp_path):
+    data = numbered_video(tmp_path / "whole.avi", fourcc="MJPG").read_bytes()
+    path = tmp_path / "clip.avi"
+    path.write_bytes(data[: len(data) * 6 // 10])
+    proc = _run_cli("--source", str(path))
+    assert proc.returncode == 0, proc.stderr
+    got = records(proc.stdout)
+    assert 20 <= len(got) < FRAMES and "(end of source)" in summary_line(proc.stderr)
+    assert f"ended after {len(got)} of the {FRAMES} frames it declares" in proc.stderr
+    assert "Traceback" not in proc.stderr and not _error_lines(proc.stderr)
+
+
+def test_unreadable_images_are_counted_in_the_summary_too(tmp_path, capsys):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((32, 32, 3), 60 * i, np.uint8))
+    (tmp_path / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    assert run_main(["--model", str(MODEL), "--source", str(tmp_path), "--no-display"]) == 0
+    captured = capsys.readouterr()
+    assert len(records(captured.out)) == 3
+    assert "1 unreadable frames skipped" in summary_line(captured.err)
