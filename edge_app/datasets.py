@@ -19,7 +19,7 @@ from edge_app import files, preprocess
 from edge_app.errors import DataError, EdgeClfError
 from edge_app.sources import read_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: large JPEGs decode at reduced scale (imagedecode)
 SPLITS = ("train", "test")
 
 
@@ -124,7 +124,7 @@ def load_folder(
     bad = [str(path) for (path, _), img in zip(items, decoded) if img is None]
     if bad and warn:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        print(f"warning: skipped {len(bad)} corrupt or non-image file(s): {shown}", file=sys.stderr)
+        print(f"warning: skipped {len(bad)} corrupt, non-image or oversized file(s): {shown}", file=sys.stderr)
     keep = [i for i, img in enumerate(decoded) if img is not None]
     if not keep:
         raise DataError(f"{folder}: none of {len(items)} files could be decoded as an image")

@@ -12,8 +12,13 @@ from edge_app.contract import InputSpec
 
 
 def _cv2():  # noqa: ANN202 - lazy import keeps `import edge_app` light
+    import os
+
     from edge_app.errors import require
 
+    # OpenCV's own decode limit (default 2^30 pixels), read once when cv2 loads: a backstop behind
+    # imagedecode's header checks for any path that reaches cv2.imdecode / imread directly
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
     return require("cv2", "edge")
 
 

@@ -16,7 +16,7 @@ def test_folder_loads_skips_corrupt_and_caches(colour_folder, tmp_path, capsys, 
     data = datasets.load_folder(colour_folder / "train", classes, (8, 8), cache_dir=cache)
     assert data.images.shape == (36, 8, 8, 3) and data.images.dtype == np.uint8
     assert data.skipped == 3
-    assert "skipped 3 corrupt or non-image" in capsys.readouterr().err
+    assert "skipped 3 corrupt, non-image or oversized" in capsys.readouterr().err
     # red class folder -> label 2, and its images really are red-dominant (RGB order)
     red = data.images[data.labels == 2].astype(int)
     assert (red[..., 0].mean(axis=(1, 2)) > red[..., 2].mean(axis=(1, 2))).all()
