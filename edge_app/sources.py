@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_app import preprocess
+from edge_app import imagedecode, preprocess
 from edge_app.errors import EdgeClfError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -74,13 +74,11 @@ def image_paths(spec: str) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """Decode one image as BGR uint8, None when the file is not a readable image."""
-    cv2 = preprocess._cv2()
+    """Decode one image as BGR uint8 (imagedecode's budget), None when it is not a readable image."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
+        return imagedecode.load(path)
+    except imagedecode.ImageRejected:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
 
 
 class ImageSource:
@@ -99,10 +97,11 @@ class ImageSource:
 
     def read(self) -> Frame | None:
         for path in self._paths:
-            image = read_image(path)
-            if image is None:
+            try:
+                image = imagedecode.load(path)
+            except imagedecode.ImageRejected as exc:  # corrupt, not an image, or a decompression bomb
                 self.skipped += 1
-                print(f"warning: skipped {path}: not a readable image", file=sys.stderr)
+                print(f"warning: skipped {path}: {exc}", file=sys.stderr)
                 continue
             frame = Frame(image, self._index, str(path))
             self._index += 1
