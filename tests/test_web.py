@@ -40,13 +40,19 @@ def bomb_png(width=100_000, height=100_000):
 def make(converted, tmp_path):
     made = []
 
-    def factory(token=None, max_upload=10 * 1024 * 1024, feed_source=None, db=None, allowed_hosts=None):
+    def factory(token=None, max_upload=10 * 1024 * 1024, feed_source=None, db=None, allowed_hosts=None, max_viewers=2):
         shared = SharedClassifier(Classifier(converted["int8"]), top_k=3)
         history = History(db or tmp_path / "web" / "history.sqlite3")
         feed = LiveFeed(shared, feed_source, history, sample_every=0.05).start() if feed_source else None
         if feed:
             made.append(feed)
-        config = WebConfig(token=token, max_upload=max_upload, max_pixels=1_000_000, allowed_hosts=allowed_hosts)
+        config = WebConfig(
+            token=token,
+            max_upload=max_upload,
+            max_pixels=1_000_000,
+            allowed_hosts=allowed_hosts,
+            max_viewers=max_viewers,
+        )
         app = create_app(shared, history, config, feed)
         app.testing = True
         return app.test_client(), history
@@ -128,18 +134,21 @@ def test_upload_size_limit(make):
     assert r.status_code == 413 and "larger than the limit" in r.get_json()["error"]
 
 
+TOKEN = "s3cret-s3cret-s3cret"
+
+
 def test_token_auth(make):
-    client, _ = make(token="s3cret")
+    client, _ = make(token=TOKEN)
     data, _ = images()[0]
     assert client.get("/").status_code == 401
     assert client.get("/api/history").status_code == 401
     assert client.post("/api/predict", data=data, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/healthz").status_code == 200  # health checks stay open
     ok = client.post(
-        "/api/predict", data=data, headers={"Authorization": "Bearer s3cret"}, content_type="application/octet-stream"
+        "/api/predict", data=data, headers={"Authorization": f"Bearer {TOKEN}"}, content_type="application/octet-stream"
     )
     assert ok.status_code == 200
-    first = client.get("/?token=s3cret")
+    first = client.get(f"/?token={TOKEN}")
     assert first.status_code == 200 and "edgeclf_token" in first.headers.get("Set-Cookie", "")
     assert client.get("/history").status_code == 200  # the cookie now carries the token
 

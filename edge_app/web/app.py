@@ -17,6 +17,18 @@ from edge_app.web.uploads import MAX_PIXELS, BadUpload, decode
 
 TOKEN_COOKIE = "edgeclf_token"
 OPEN_ENDPOINTS = {"healthz", "static"}
+MIN_TOKEN_CHARS = 16
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot guard the server (empty, blank, short, spaces or control characters); None if fit."""
+    if not token.strip():
+        return "the token is empty (an unset shell variable?)"
+    if not all(33 <= ord(c) <= 126 for c in token):
+        return "the token may hold only printable ASCII characters, without spaces"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"the token has {len(token)} characters; at least {MIN_TOKEN_CHARS} are needed"
+    return None
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class WebConfig:
     max_pixels: int = MAX_PIXELS
     per_page: int = 20
     allowed_hosts: frozenset[str] | None = None  # None: any Host header (a token guards non-loopback binds)
+    max_viewers: int = 2  # MJPEG streams at once: each holds a request thread for as long as it is watched
 
 
 def _cell(value: Any) -> Any:
@@ -40,6 +53,8 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
     """Build the Flask application around a shared classifier, a history store and an optional feed."""
+    if config.token is not None and (problem := token_problem(config.token)):
+        raise ValueError(problem)  # an empty token must never mean "no authentication"
     flask = require("flask", "web")
     here = Path(__file__).resolve().parent
     app = flask.Flask("edgeclf", template_folder=str(here / "templates"), static_folder=str(here / "static"))
@@ -74,12 +89,11 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
     def authenticate() -> Any:
         if not config.token or request.endpoint in OPEN_ENDPOINTS:
             return None
-        header = request.headers.get("Authorization", "")
-        given = (
-            header[7:]
-            if header.startswith("Bearer ")
-            else request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
-        )
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":  # RFC 7235: the scheme is case-insensitive
+            given = credentials.strip()
+        else:
+            given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
         if not given or not hmac.compare_digest(given.encode(), config.token.encode()):
             return error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' or open /?token=TOKEN")
         return None

@@ -9,7 +9,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,14 @@ from edge_app.errors import EdgeClfError, require
 from edge_app.run import DEFAULT_MODEL, default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.sources import parse_source
-from edge_app.web.app import LOOPBACK_NAMES, WebConfig, create_app
+from edge_app.web.app import LOOPBACK_NAMES, MIN_TOKEN_CHARS, WebConfig, create_app, token_problem
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import History
 from edge_app.web.uploads import MAX_PIXELS
+
+TOKEN_ENV = "EDGECLF_TOKEN"
+TOKEN_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+MAX_TOKEN_FILE = 4096  # bytes: a token file is one line, never /dev/zero
 
 
 def default_db() -> Path:
@@ -46,14 +50,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or "python -m edge_app.web.serve",
         description="Serve the classifier on the device: upload and classify, live camera view, prediction "
         "history and model card, plus a JSON API. Binds to 127.0.0.1 unless --host says otherwise; any other "
-        "address needs a token (given with --token, or generated and printed).",
+        "address needs a token (given with --token, --token-file or $EDGECLF_TOKEN, or generated and printed).",
     )
     parser.add_argument("--model", type=Path, help=f"the .tflite model (default: models/{DEFAULT_MODEL.name})")
     parser.add_argument("--labels", type=Path, help="labels file for a model without metadata")
     parser.add_argument("--source", help="camera / video / URL for the Live page (default: none, Live shows a note)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--token", help="require this token (Authorization: Bearer TOKEN, or ?token= once)")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        help=f"require this token (Authorization: Bearer TOKEN, or ?token= once); at least {MIN_TOKEN_CHARS} "
+        "printable characters. Visible in `ps`: prefer --token-file",
+    )
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        help=f"read the token from this file (one line; the trailing newline is dropped). Without --token and "
+        f"--token-file, ${TOKEN_ENV} is used when set. Make one with: {TOKEN_RECIPE} > FILE",
+    )
     parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
     parser.add_argument("--max-upload-mb", type=finite_float, default=10.0, help="upload limit in MB (default 10)")
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest image (default {MAX_PIXELS:,})")
@@ -68,6 +83,40 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     return parser
+
+
+def read_token_file(path: Path) -> str:
+    """The token in `path`, without its trailing newline; EdgeClfError when the file cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TOKEN_FILE + 1)
+    except OSError as exc:
+        raise EdgeClfError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TOKEN_FILE:
+        raise ValueError(f"--token-file {path}: larger than {MAX_TOKEN_FILE} bytes, not a token file")
+    try:
+        return data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"--token-file {path}: not UTF-8 text") from None
+
+
+def resolve_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The token from --token, --token-file or $EDGECLF_TOKEN (only when neither option is given), or None.
+
+    ValueError (a usage error) for an empty, blank or short token; EdgeClfError for an unreadable file.
+    """
+    if args.token is not None:
+        token, origin = args.token, "--token"
+    elif args.token_file is not None:
+        token, origin = read_token_file(args.token_file), f"--token-file {args.token_file}"
+    elif TOKEN_ENV in environ:
+        token, origin = environ[TOKEN_ENV], TOKEN_ENV
+    else:
+        return None
+    problem = token_problem(token)
+    if problem:
+        raise ValueError(f"{origin}: {problem}; make one with: {TOKEN_RECIPE}")
+    return token
 
 
 def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None]:
@@ -98,6 +147,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
         parser.error("check --port (1-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    try:
+        args.token = resolve_token(args, os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
     waitress = require("waitress", "web")
     app, feed, _token = make_app(args)
     try:
