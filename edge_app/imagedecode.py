@@ -18,6 +18,8 @@ benchmark and doctor data (through `sources.read_image`), and web uploads. The r
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,8 +123,10 @@ def check(header: ImageHeader | None, limits: DecodeLimits) -> tuple[int, int]:
 _FLAGS = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
 
 
-def decode(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> np.ndarray:
-    """Image bytes -> BGR uint8 HxWx3 within `limits`; ImageRejected (one line) otherwise."""
+@contextmanager
+def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Iterator[np.ndarray]:
+    """Decode within `limits` and keep the image's share of the memory budget until the block ends,
+    so a caller that holds the full-size image (a web request classifying it) stays counted."""
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
     if buf.size == 0:
         raise ImageRejected("empty file: not an image")
@@ -131,14 +135,24 @@ def decode(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> np.n
     cv2 = preprocess._cv2()
     limits.budget.acquire(need)
     try:
-        image = cv2.imdecode(buf, getattr(cv2, _FLAGS[factor]))
-    except cv2.error as exc:
-        raise ImageRejected(f"corrupt {header.format} image: {str(exc).strip().splitlines()[-1][:120]}") from None
+        try:
+            image = cv2.imdecode(buf, getattr(cv2, _FLAGS[factor]))
+        except cv2.error as exc:
+            reason = str(exc).strip().splitlines()[-1][:120]
+            raise ImageRejected(f"corrupt {header.format} image: {reason}") from None
+        if image is None or image.size == 0:
+            raise ImageRejected(f"corrupt {header.format} image: it could not be decoded")
+        if image.ndim != 3 or image.shape[2] != 3:
+            image = preprocess.to_color(image, "BGR", "BGR")
+        yield image
     finally:
         limits.budget.release(need)
-    if image is None or image.size == 0:
-        raise ImageRejected(f"corrupt {header.format} image: it could not be decoded")
-    return preprocess.to_color(image, "BGR", "BGR") if image.ndim != 3 or image.shape[2] != 3 else image
+
+
+def decode(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> np.ndarray:
+    """Image bytes -> BGR uint8 HxWx3 within `limits`; ImageRejected (one line) otherwise."""
+    with decoded(data, limits) as image:
+        return image
 
 
 def load(path: str | Path, limits: DecodeLimits = FILE_LIMITS) -> np.ndarray:

@@ -5,6 +5,9 @@ in flight bounded for the whole server (eight concurrent uploads cannot multiply
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
 import numpy as np
 
 from edge_app import imagedecode
@@ -26,17 +29,27 @@ class UploadBusy(BadUpload):
     status = 503
 
 
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Validate and decode an uploaded image; BadUpload with a clear message otherwise."""
+@contextmanager
+def decoded(data: bytes, max_pixels: int = MAX_PIXELS) -> Iterator[np.ndarray]:
+    """Validate and decode an upload; the image's memory stays counted in the server's budget until
+    the block ends (the request has classified it and stored its thumbnail). BadUpload otherwise."""
     if not data:
         raise BadUpload("empty upload: send an image file")
     limits = DecodeLimits(max_pixels, MAX_DECODE_BYTES, UPLOAD_BUDGET, FORMATS)
-    try:
-        return imagedecode.decode(data, limits)
-    except imagedecode.DecodeBusy as exc:
-        raise UploadBusy(f"server {exc}") from None
-    except ImageRejected as exc:
-        message = str(exc)
-        if message.startswith("not an image"):
-            message = "not an image: upload a JPEG, PNG, BMP or WebP file"
-        raise BadUpload(message) from None
+    with ExitStack() as stack:
+        try:
+            image = stack.enter_context(imagedecode.decoded(data, limits))
+        except imagedecode.DecodeBusy as exc:
+            raise UploadBusy(f"server {exc}") from None
+        except ImageRejected as exc:
+            message = str(exc)
+            if message.startswith("not an image"):
+                message = "not an image: upload a JPEG, PNG, BMP or WebP file"
+            raise BadUpload(message) from None
+        yield image
+
+
+def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Validate and decode an uploaded image (budget released on return); BadUpload otherwise."""
+    with decoded(data, max_pixels) as image:
+        return image
