@@ -78,7 +78,7 @@ def test_convert_bad_sources(tmp_path, capsys, tiny_keras_model):
     one_line_error(capsys, convert_main([str(text)]), "is not a Keras model")
     fake = tmp_path / "fake.keras"
     fake.write_bytes(b"PK\x03\x04 definitely not a keras archive")
-    one_line_error(capsys, convert_main([str(fake), "--data", str(tmp_path)]), "could not be loaded as a Keras model")
+    one_line_error(capsys, convert_main([str(fake), "--data", str(tmp_path)]), "is not a readable Keras model")
     empty_run = tmp_path / "run"
     empty_run.mkdir()
     one_line_error(capsys, convert_main([str(empty_run)]), "not a run folder")
