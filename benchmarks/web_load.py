@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.device import describe
 from benchmarks.stats import summarize
+from edge_app import files
 from edge_app.argtypes import finite_float
 from edge_app.errors import EdgeClfError
 
@@ -133,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=finite_float, default=30.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--model", type=Path, help="model to serve (default: the shipped default)")
+    parser.add_argument("--out", type=Path, help="also write the JSON result (with the command and device) here")
     args = parser.parse_args(argv)
     payloads = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
     with tempfile.TemporaryDirectory(prefix="edgeclf-load-") as tmp:
@@ -142,7 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+    result = {"command": "python -m benchmarks.web_load " + " ".join(argv or sys.argv[1:]), **result}
+    result["device"] = describe()
     print(json.dumps(result, indent=2))
+    if args.out:
+        files.write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0 if result["errors"] == 0 and result["exactly_once"] else 1
 
 
