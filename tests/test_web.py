@@ -212,6 +212,7 @@ def test_serve_binding_rules(converted, tmp_path, capsys):
         history_live_every=0.0,
         max_upload_mb=10.0,
         max_pixels=1000,
+        max_viewers=2,
     )
     _, _, token = make_app(args)
     assert token and len(token) >= 20 and token in capsys.readouterr().err

@@ -140,8 +140,8 @@ def real_server(app, threads):
     try:
         yield server.effective_port
     finally:
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)  # the requests end first
         server.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
 
 
 def open_viewer(port):
@@ -149,6 +149,11 @@ def open_viewer(port):
     conn.request("GET", "/stream.mjpg")
     response = conn.getresponse()
     return conn, response
+
+
+def hang_up(conn, response):
+    response.close()  # the response holds the socket open too
+    conn.close()
 
 
 def test_viewer_cap_keeps_threads_for_everything_else(make):
@@ -160,22 +165,22 @@ def test_viewer_cap_keeps_threads_for_everything_else(make):
         conn, refused = open_viewer(port)  # one thread is still free, so this is answered at once
         assert refused.status == 503 and refused.getheader("Retry-After")
         assert "viewers" in json.loads(refused.read())["error"]
-        conn.close()
+        hang_up(conn, refused)
         health = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         health.request("GET", "/healthz")
         assert health.getresponse().status == 200
         health.close()
-        viewers[0][0].close()  # a viewer goes away: its slot comes back once the server notices
+        hang_up(*viewers[0])  # a viewer goes away: its slot comes back once the server notices
         deadline = time.monotonic() + 10
         while True:
             conn, response = open_viewer(port)
             if response.status == 200 or time.monotonic() > deadline:
                 break
-            conn.close()
+            hang_up(conn, response)
             time.sleep(0.1)
         assert response.status == 200 and response.read(7) == b"--frame"
-        conn.close()
-        viewers[1][0].close()
+        hang_up(conn, response)
+        hang_up(*viewers[1])
 
 
 def test_max_viewers_must_stay_below_threads(converted, tmp_path, capsys):

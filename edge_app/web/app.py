@@ -6,6 +6,8 @@ import csv
 import hmac
 import io
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,17 @@ def _cell(value: Any) -> Any:
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn` wrapped so that only its first call runs, from any thread."""
+    done = threading.Lock()
+
+    def call() -> None:
+        if done.acquire(blocking=False):
+            fn()
+
+    return call
+
+
 def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
     """Build the Flask application around a shared classifier, a history store and an optional feed."""
     if config.token is not None and (problem := token_problem(config.token)):
@@ -61,6 +74,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload
     request = flask.request
     model_name = shared.clf.path.name
+    viewers = threading.Semaphore(max(0, config.max_viewers))  # MJPEG streams hold a request thread each
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or request.path.endswith((".csv", ".mjpg"))
@@ -274,17 +288,37 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         if feed is None:
             return error(404, "the server runs without a camera source (start it with --source)")
 
+        if not viewers.acquire(blocking=False):
+            refused = flask.make_response(
+                error(
+                    503,
+                    f"too many live viewers: the server streams to {config.max_viewers} at once "
+                    "(--max-viewers); close another live view or try again later",
+                )
+            )
+            refused.headers["Retry-After"] = "10"
+            return refused
+        release = _once(viewers.release)
+
         def frames() -> Any:
             seen = 0
             while feed.running:
                 jpeg, seen_now = feed.wait_jpeg(seen)
-                if jpeg is None or seen_now == seen:
+                if jpeg is None:
                     continue
+                # a stalled camera repeats its last frame every wait: a viewer who left is noticed
+                # (the write fails) and gives its slot back even when no new frame comes
                 seen = seen_now
                 yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
                 yield b"\r\n\r\n" + jpeg + b"\r\n"
 
-        return flask.Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
+        try:
+            response = flask.Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
+            response.call_on_close(release)  # the server closes the response when the client goes away
+        except BaseException:
+            release()
+            raise
+        return response
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -81,6 +81,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="also store a live frame every S seconds (default 0: uploads only)",
     )
     parser.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    parser.add_argument(
+        "--max-viewers",
+        type=int,
+        help="live MJPEG viewers at once (default 2, or --threads - 1 when that is smaller); each holds a request "
+        "thread, so it must stay below --threads: the rest answer /healthz, uploads and history. "
+        "The next viewer gets 503",
+    )
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     return parser
 
@@ -136,6 +143,7 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
         max_upload=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels,
         allowed_hosts=LOOPBACK_NAMES if is_loopback(args.host) else None,  # DNS rebinding
+        max_viewers=args.max_viewers,
     )
     return create_app(shared, history, config, feed), feed, token
 
@@ -147,6 +155,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
         parser.error("check --port (1-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    if args.max_viewers is None:
+        args.max_viewers = min(2, args.threads - 1)
+    elif not 0 <= args.max_viewers < args.threads:
+        parser.error(
+            f"--max-viewers {args.max_viewers}: must be 0 to {args.threads - 1} (below --threads {args.threads}): "
+            "each viewer holds a request thread, and one at least must stay free for /healthz, uploads and history"
+        )
     try:
         args.token = resolve_token(args, os.environ)
     except ValueError as exc:
