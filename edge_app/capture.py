@@ -1,6 +1,10 @@
 """Capture in its own thread. Live sources keep only the newest frame, so a slow model drops
 stale frames instead of building latency; file sources hand over every frame in order.
 A live source that fails is reopened with back-off, a bounded number of times.
+
+Opening happens in the capture thread too: cv2.VideoCapture on a stream that never answers
+blocks inside C (FFmpeg's own timeout is 30 s), where no signal reaches it. The caller waits
+in slices it can leave on a signal, and a thread still stuck in C is abandoned (it is a daemon).
 """
 
 from __future__ import annotations
@@ -27,13 +31,32 @@ class Grabber:
         self._latest: Frame | None = None
         self._ended = False
         self._stop = threading.Event()
+        self._opened = threading.Event()  # set when the first open() returned or raised
+        self._open_error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="edgeclf-capture", daemon=True)
 
-    def start(self) -> Grabber:
-        """Open the source (errors surface here, in the caller's thread) and start capturing."""
-        self.source.open()
+    def start(self, cancel: threading.Event | None = None) -> Grabber:
+        """Open the source in the capture thread and start capturing; errors from opening are raised here.
+
+        The wait gives way to signals (a KeyboardInterrupt propagates) and to `cancel`: then the
+        grabber is stopped and a source still stuck opening is left to its thread."""
+        if cancel is not None and cancel.is_set():
+            self._stop.set()
+            with self._cond:
+                self._ended = True
+            return self
         self._thread.start()
+        try:
+            while not self._opened.wait(0.1):
+                if cancel is not None and cancel.is_set():
+                    self._stop.set()
+                    return self
+        except BaseException:
+            self._stop.set()  # the thread closes the source if its open() ever returns
+            raise
+        if self._open_error is not None:
+            raise self._open_error
         return self
 
     def _put(self, frame: Frame) -> None:
@@ -70,7 +93,22 @@ class Grabber:
                 )
         return False
 
+    def _open(self) -> bool:
+        try:
+            self.source.open()
+            return True
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), in the caller's thread
+            self._open_error = exc
+            return False
+        finally:
+            self._opened.set()
+
     def _run(self) -> None:
+        if not self._open():
+            with self._cond:
+                self._ended = True  # a failed open() cleaned up after itself: nothing to close
+                self._cond.notify_all()
+            return
         try:
             while not self._stop.is_set():
                 try:
@@ -118,14 +156,15 @@ class Grabber:
         with self._cond:
             return self._ended and self._latest is None
 
-    def stop(self) -> None:
-        """Stop capturing and release the source."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop capturing and release the source; a thread stuck in a driver call is left after `timeout`."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
-        if not self._thread.is_alive() and not self._thread.ident:
-            self._close_source()  # never started: close what start() opened
-        elif self._thread.is_alive():
-            print(f"warning: {self.source.name} did not stop within 5 s", file=sys.stderr)
+            self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            print(
+                f"warning: {self.source.name} did not stop within {timeout:g} s; left to close on its own",
+                file=sys.stderr,
+            )

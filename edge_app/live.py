@@ -104,27 +104,37 @@ class Summary:
         )
 
 
-class _StopFlag:
-    """SIGINT / SIGTERM set a flag the loop checks, so the camera and files are closed properly."""
+class StopFlag:
+    """SIGINT / SIGTERM set a flag the loop checks, so the camera and files are closed properly.
+
+    Used as a context manager in the main thread (elsewhere it installs nothing); the handlers
+    it found are put back on exit. `exit_code` is 128 + the signal's number (130, 143)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: str | None = None
+        self.signum: int | None = None
         self._saved: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
+        self.signum = signum
         self.signal = signal.Signals(signum).name
         self.event.set()
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
+        self._saved.clear()
 
 
 def safe_name(label: str) -> str:
@@ -159,8 +169,15 @@ def _record(
     )
 
 
-def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO | None = None) -> Summary:
-    """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run."""
+def run_live(
+    clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO | None = None, stop: StopFlag | None = None
+) -> Summary:
+    """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run.
+
+    `stop`: a StopFlag the caller already holds (it then also covered opening the source)."""
+    if stop is None:
+        with StopFlag() as own:
+            return run_live(clf, grabber, options, out, own)
     out = out or sys.stdout
     summary = Summary()
     step = FrameStep(clf, options.top_k, options.threshold, options.smooth)
@@ -171,57 +188,56 @@ def run_live(clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextI
     fps = 0.0
     last = None
     start = time.monotonic()
-    with _StopFlag() as stop:
-        try:
-            while not stop.event.is_set():
-                if options.max_frames is not None and summary.frames >= options.max_frames:
-                    summary.reason = f"--max-frames {options.max_frames}"
+    try:
+        while not stop.event.is_set():
+            if options.max_frames is not None and summary.frames >= options.max_frames:
+                summary.reason = f"--max-frames {options.max_frames}"
+                break
+            if options.duration is not None and time.monotonic() - start >= options.duration:
+                summary.reason = f"--duration {options.duration:g}"
+                break
+            frame = grabber.next_frame(0.25)
+            if frame is None:
+                if grabber.ended:
                     break
-                if options.duration is not None and time.monotonic() - start >= options.duration:
-                    summary.reason = f"--duration {options.duration:g}"
+                continue
+            result = step(frame.for_model)
+            top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
+            now = time.monotonic()
+            if last is not None and now > last:
+                fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
+            last = now
+            summary.frames += 1
+            summary.infer_ms.append(infer_ms)
+            if options.json_lines:
+                print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
+            if window or sink:
+                shown = annotate(frame.image, top, uncertain, infer_ms, fps)
+                if sink:
+                    sink.write(shown, frame.timestamp)
+                if window and not window.show(shown):
+                    summary.reason = "q pressed"
                     break
-                frame = grabber.next_frame(0.25)
-                if frame is None:
-                    if grabber.ended:
-                        break
-                    continue
-                result = step(frame.for_model)
-                top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
-                now = time.monotonic()
-                if last is not None and now > last:
-                    fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
-                last = now
-                summary.frames += 1
-                summary.infer_ms.append(infer_ms)
-                if options.json_lines:
-                    print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
-                if window or sink:
-                    shown = annotate(frame.image, top, uncertain, infer_ms, fps)
-                    if sink:
-                        sink.write(shown, frame.timestamp)
-                    if window and not window.show(shown):
-                        summary.reason = "q pressed"
-                        break
-                if collect and uncertain:
-                    try:
-                        _collect(collect, frame, top[0][0])
-                        summary.collected += 1
-                    except EdgeClfError as exc:
-                        print(f"warning: {exc}; collecting stopped", file=sys.stderr)
-                        collect = None
-        except BrokenPipeError:
-            summary.reason = "output closed"
-        finally:
-            summary.seconds = time.monotonic() - start
-            grabber.stop()
-            if sink:
-                sink.close()
-            if window:
-                window.close()
+            if collect and uncertain:
+                try:
+                    _collect(collect, frame, top[0][0])
+                    summary.collected += 1
+                except EdgeClfError as exc:
+                    print(f"warning: {exc}; collecting stopped", file=sys.stderr)
+                    collect = None
+    except BrokenPipeError:
+        summary.reason = "output closed"
+    finally:
+        summary.seconds = time.monotonic() - start
+        grabber.stop(timeout=1.0 if stop.event.is_set() else 5.0)  # a signal is honoured within 2 s
+        if sink:
+            sink.close()
+        if window:
+            window.close()
     if stop.signal:
         summary.reason = stop.signal
     summary.dropped, summary.reconnects = grabber.dropped, grabber.reconnects
     summary.skipped = int(getattr(source, "skipped", 0))
-    if grabber.error:
+    if grabber.error and not stop.signal:
         raise EdgeClfError(f"{grabber.error} ({summary.frames} frames classified before)")
     return summary

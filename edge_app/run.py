@@ -13,7 +13,7 @@ from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
-from edge_app.live import LiveOptions, run_live
+from edge_app.live import LiveOptions, StopFlag, Summary, run_live
 from edge_app.overlay import gui_available
 from edge_app.runtime import RUNTIMES
 from edge_app.sources import parse_source
@@ -97,10 +97,24 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Open the model and the source, run the live loop, print the summary line."""
+    """Open the model and the source, run the live loop, print the summary line.
+
+    0 when the source ended or a bound was reached; 130 after SIGINT and 143 after SIGTERM,
+    honoured within 2 s whatever the source is doing (opening, reading, reconnecting)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     _check(parser, args)
+    with StopFlag() as stop:
+        summary, name = _run(args, stop)
+    print(summary.line(), file=sys.stderr)
+    if stop.exit_code is not None:
+        return stop.exit_code
+    if summary.frames == 0:
+        raise EdgeClfError(f"no frame could be classified from {name}")
+    return 0
+
+
+def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
     clf = Classifier(args.model or default_model(), args.labels, args.runtime, args.threads, args.mean, args.std)
     source = parse_source(args.source, args.size)
     display = args.display
@@ -130,9 +144,5 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         save_video=args.save_video,
         collect=args.collect,
     )
-    grabber = Grabber(source, retries=args.retries).start()
-    summary = run_live(clf, grabber, options)
-    print(summary.line(), file=sys.stderr)
-    if summary.frames == 0 and not summary.reason.startswith("SIG"):
-        raise EdgeClfError(f"no frame could be classified from {source.name}")
-    return 0
+    grabber = Grabber(source, retries=args.retries).start(stop.event)  # opens in its thread; a signal ends the wait
+    return run_live(clf, grabber, options, stop=stop), source.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -117,3 +118,46 @@ class ScriptedSource:
 
     def close(self):
         self.closes += 1
+
+
+class StallingSource(ScriptedSource):
+    """Blocks like a cv2.VideoCapture stuck inside C on a stream that accepted the connection and
+    never answers: open() (`stall_open`) or the read after `frames` frames waits up to `stall`
+    seconds, deaf to signals and to the grabber's stop; only `release()` (the test's cleanup) or
+    the time limit ends it. A stall that ran out raises, as FFmpeg's own timeout does."""
+
+    def __init__(self, frames=10**9, stall_open=True, stall=30.0, live=True):
+        super().__init__(frames=frames, live=live)
+        self.name = "stalling"
+        self.stall_open = stall_open
+        self.stall = stall
+        self.stalled = threading.Event()  # set once a call is blocked
+        self._release = threading.Event()
+
+    def _block(self):
+        self.stalled.set()
+        deadline = time.monotonic() + self.stall
+        interrupted = None
+        while not self._release.is_set() and time.monotonic() < deadline:
+            try:
+                self._release.wait(max(0.0, deadline - time.monotonic()))
+            except KeyboardInterrupt as exc:  # C code sees Ctrl-C only once it returns to Python
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+        if not self._release.is_set():
+            raise SourceError(f"{self.name}: stream timeout after {self.stall:g} s")
+        raise SourceError(f"{self.name}: released")
+
+    def open(self):
+        super().open()
+        if self.stall_open:
+            self._block()
+
+    def read(self):
+        if self.delivered >= self.frames:
+            self._block()
+        return super().read()
+
+    def release(self):
+        self._release.set()

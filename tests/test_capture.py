@@ -1,7 +1,13 @@
+import os
+import signal
+import threading
 import time
 
+import pytest
+
 from edge_app.capture import Grabber
-from tests.fakes import ScriptedSource
+from edge_app.sources import SourceError
+from tests.fakes import ScriptedSource, StallingSource
 
 
 def take_all(grabber, limit=1000):
@@ -111,3 +117,68 @@ def test_safe_collect_names_and_realtime_video(tmp_path):
     sink.close()
     assert sink.frames == 7
     assert int(cv2.VideoCapture(str(tmp_path / "live.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+
+
+def test_start_opens_in_the_capture_thread_and_raises_its_errors():
+    opened_in = []
+
+    class Refusing(ScriptedSource):
+        def open(self):
+            opened_in.append(threading.current_thread().name)
+            raise SourceError("cannot open camera 7")
+
+    grabber = Grabber(Refusing())
+    with pytest.raises(SourceError, match="cannot open camera 7"):
+        grabber.start()
+    assert opened_in == ["edgeclf-capture"] and grabber.ended
+    grabber.stop()
+
+
+def test_cancel_leaves_a_source_stuck_opening():
+    source = StallingSource(stall=10.0)
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    start = time.monotonic()
+    try:
+        grabber = Grabber(source).start(cancel)
+        grabber.stop(timeout=0.2)
+        assert time.monotonic() - start < 3 and source.stalled.is_set()
+    finally:
+        source.release()
+    grabber._thread.join(5)  # released: its open() raised, and the thread ended without a frame
+    assert not grabber._thread.is_alive() and grabber.next_frame(0.1) is None
+
+
+def test_a_signal_interrupts_the_wait_for_a_stuck_open():
+    """serve's LiveFeed.start() relies on Ctrl-C (KeyboardInterrupt) reaching the waiting caller."""
+    source = StallingSource(stall=10.0)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Grabber(source).start()
+        assert time.monotonic() - start < 3
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)
+        source.release()
+
+
+def test_stop_leaves_a_read_stuck_in_a_driver_after_its_timeout(capsys):
+    source = StallingSource(frames=2, stall_open=False, stall=10.0)
+    grabber = Grabber(source).start()
+    try:
+        assert source.stalled.wait(5)
+        start = time.monotonic()
+        grabber.stop(timeout=0.3)
+        assert time.monotonic() - start < 2
+        assert "stalling did not stop within 0.3 s" in capsys.readouterr().err
+    finally:
+        source.release()

@@ -97,7 +97,7 @@ def test_sigterm_stops_cleanly_with_a_summary(converted, monkeypatch, capsys):
     code = run_main(["--model", str(converted["int8"]), "--source", "0", "--duration", "20"])
     timer.cancel()
     err = capsys.readouterr().err
-    assert code == 0 and "(SIGTERM)" in err and source.closes >= 1
+    assert code == 143 and "(SIGTERM)" in err and source.closes >= 1
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
 
 
