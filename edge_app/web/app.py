@@ -14,7 +14,7 @@ from typing import Any
 
 from edge_app.errors import EdgeClfError, require
 from edge_app.web.feed import LiveFeed, SharedClassifier
-from edge_app.web.store import History
+from edge_app.web.store import MAX_ROW_ID, History
 from edge_app.web.uploads import MAX_PIXELS, BadUpload, decode
 
 TOKEN_COOKIE = "edgeclf_token"
@@ -185,6 +185,8 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
             per_page = min(200, max(1, int(request.args.get("per_page", config.per_page))))
         except ValueError:
             flask.abort(flask.make_response(error(400, "page and per_page must be integers")))
+        if (page - 1) * per_page > MAX_ROW_ID:  # SQLite's OFFSET is a signed 64-bit integer
+            flask.abort(flask.make_response(error(400, "page out of range")))
         return page, per_page, request.args.get("label") or None
 
     @app.get("/history")
@@ -206,9 +208,14 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
     @app.post("/history/<int:entry_id>/delete")
     def history_delete_form(entry_id: int) -> Any:
+        page, per_page, label = paging()  # checked before anything is deleted
         if not history.delete(entry_id):
             return error(404, f"no history entry {entry_id}")
-        return flask.redirect(flask.url_for("history_page", **{k: v for k, v in request.args.items()}))
+        # back to the same view: only these arguments, validated (never url_for's own, like _external)
+        view = {"page": page, "per_page": per_page, "label": label}
+        return flask.redirect(
+            flask.url_for("history_page", **{k: v for k, v in view.items() if v is not None and k in request.args})
+        )
 
     @app.get("/api/history")
     def api_history() -> Any:

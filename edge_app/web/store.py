@@ -27,6 +27,7 @@ from edge_app.errors import EdgeClfError
 SCHEMA_VERSION = 1
 THUMB_SIDE = 160
 THUMB_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+MAX_ROW_ID = 2**63 - 1  # SQLite's INTEGER: larger Python ints raise OverflowError, not sqlite3.Error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -154,6 +155,7 @@ class History:
         """Up to `limit` entries older than `entry_id` (all when None), newest first."""
         clauses, args = [], []
         if entry_id is not None:
+            entry_id = min(entry_id, MAX_ROW_ID)
             clauses.append("id < ?")
             args.append(entry_id)
         if label:
@@ -172,12 +174,15 @@ class History:
     def page(self, page: int = 1, per_page: int = 20, label: str | None = None) -> tuple[list[Entry], int]:
         """Newest first; (entries of this page, total matching)."""
         where, args = ("WHERE label = ?", [label]) if label else ("", [])
+        offset = (max(page, 1) - 1) * per_page
         with closing(self._connect()) as db:
             total = db.execute(f"SELECT COUNT(*) FROM predictions {where}", args).fetchone()[0]
+            if offset > MAX_ROW_ID:  # past any row there can be
+                return [], int(total)
             rows = db.execute(
                 f"SELECT id, created, source, filename, thumb, label, confidence, top_json, model FROM predictions "
                 f"{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                [*args, per_page, (max(page, 1) - 1) * per_page],
+                [*args, per_page, offset],
             ).fetchall()
         return [self._entry(r) for r in rows], int(total)
 
@@ -189,6 +194,8 @@ class History:
     @_db_errors
     def delete(self, entry_id: int) -> bool:
         """Remove a row and its thumbnail; False when there is no such row."""
+        if not 0 < entry_id <= MAX_ROW_ID:
+            return False
         with closing(self._connect()) as db, db:
             row = db.execute("SELECT thumb FROM predictions WHERE id = ?", (entry_id,)).fetchone()
             if row is None:
