@@ -40,6 +40,7 @@ def browser(tmp_path):
         "--window-size=1000,900",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations show up there
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -54,10 +55,14 @@ def shot(driver, name: str) -> Path:
     return path
 
 
+def csp_violations(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
 def test_classify_upload_predict_then_history(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     proc, port = start_server(tmp_path / "history.sqlite3")
     base = f"http://127.0.0.1:{port}"
@@ -65,12 +70,14 @@ def test_classify_upload_predict_then_history(browser, tmp_path):
         browser.get(base + "/")
         assert "Classify an image" in browser.page_source
         browser.find_element(By.ID, "file").send_keys(str(SAMPLES / "ship.jpg"))
+        assert browser.find_element(By.CSS_SELECTOR, "#drop span").text == "ship.jpg"  # the page's script ran
         browser.find_element(By.ID, "predict").click()
         label = WebDriverWait(browser, 20).until(ec.visibility_of_element_located((By.ID, "label")))
         assert label.text.strip().lower() == "ship"
         confidence = browser.find_element(By.ID, "confidence").text
         assert confidence.startswith("confidence ") and confidence.rstrip().endswith("%")
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#result .bar")) == 5
+        bars = browser.find_elements(By.CSS_SELECTOR, "#result .bar progress")
+        assert len(bars) == 5 and float(bars[0].get_attribute("value")) > float(bars[-1].get_attribute("value"))
         shot(browser, "classify")
         browser.find_element(By.LINK_TEXT, "History").click()
         rows = WebDriverWait(browser, 20).until(
@@ -78,12 +85,15 @@ def test_classify_upload_predict_then_history(browser, tmp_path):
         )
         assert [r.text for r in rows] == ["ship"]
         shot(browser, "history")
+        Select(browser.find_element(By.ID, "label-filter")).select_by_visible_text("ship")  # submits by script
+        WebDriverWait(browser, 20).until(ec.url_contains("label=ship"))
         browser.get(base + "/live")
         assert "without a camera" in browser.find_element(By.ID, "note").text
         shot(browser, "live")
         browser.get(base + "/about")
         assert DEFAULT_MODEL.stem.split("_")[0] in browser.find_element(By.ID, "card").text
         shot(browser, "about")
+        assert csp_violations(browser) == []
     finally:
         proc.terminate()
         proc.wait(timeout=10)
