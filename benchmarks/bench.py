@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from benchmarks.data import evaluation_set, limit
 from benchmarks.probe import frame_640x480
 from benchmarks.stats import interleaved, summarize
 from edge_app import metrics, preprocess
-from edge_app.classifier import Classifier
+from edge_app.classifier import FOREIGN, Classifier
 from edge_app.errors import EdgeClfError
 from edge_app.live import FrameStep
 
@@ -50,9 +51,34 @@ class BenchConfig:
     keras: Path | None = None
     mode: Mode = FULL
     eval_limit: int | None = None
+    labels: Path | None = None  # labels file for models without metadata (third-party models)
 
 
-def _probe(model: Path, runtime: str | None, threads: int, frames: int, keras: Path | None = None) -> dict[str, Any]:
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def keras_problem(path: Path) -> str | None:
+    """Why `path` cannot be a Keras model file, found without TensorFlow; None when it may be one."""
+    if not path.exists():
+        return f"Keras model {path} not found"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(HDF5_SIGNATURE))
+    except OSError as exc:
+        return f"cannot read the Keras model {path}: {exc.strerror or exc}"
+    if head == HDF5_SIGNATURE or zipfile.is_zipfile(path):
+        return None
+    return f"{path} is not a readable Keras model (neither a .keras zip archive nor an HDF5 .h5 file)"
+
+
+def _probe(
+    model: Path,
+    runtime: str | None,
+    threads: int,
+    frames: int,
+    keras: Path | None = None,
+    labels: Path | None = None,
+) -> dict[str, Any]:
     """Run benchmarks.probe in a fresh process: cold start (spawn to first result), frame times, peak RSS."""
     cmd = [
         sys.executable,
@@ -69,6 +95,8 @@ def _probe(model: Path, runtime: str | None, threads: int, frames: int, keras: P
         cmd += ["--runtime", runtime]
     if keras:
         cmd += ["--keras", str(keras)]
+    if labels:
+        cmd += ["--labels", str(labels)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -76,8 +104,8 @@ def _probe(model: Path, runtime: str | None, threads: int, frames: int, keras: P
     cold = time.perf_counter() - start
     rest, err = proc.communicate(timeout=600)
     if proc.returncode != 0 or not first.startswith("{"):
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        raise EdgeClfError(f"probe of {model.name} failed: {last}")
+        last = (err.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
+        raise EdgeClfError(f"probe of {(keras or model).name} failed: {last}")
     result = json.loads(rest.strip().splitlines()[-1])
     return {"cold_start_s": round(cold, 3), "rss_mb": result["rss_mb"], "probe_frame_ms": result["frame_ms"]}
 
@@ -108,7 +136,7 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
     for model in config.models:
         for runtime in config.runtimes:
             for threads in config.threads:
-                clf = Classifier(model, runtime=runtime, threads=threads)
+                clf = Classifier(model, config.labels, runtime=runtime, threads=threads)
                 variants[f"{model.name}|{clf.runtime}|{threads}"] = (model, runtime, threads, clf)
     print(f"benchmarking {len(variants)} variant(s) on {info['cpu']} ({info['cores']} cores)", file=log)
     invoke = interleaved({k: _invoke_task(v[3]) for k, v in variants.items()}, mode.invoke_s, mode.invoke_n)
@@ -132,7 +160,7 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
             "fps": round(1000.0 / frame_stats["mean"], 1) if frame_stats["mean"] else None,
             **accuracy.get(str(model), {}),
             "bytes": model.stat().st_size,
-            **_probe(model, runtime, threads, mode.probe_frames),
+            **_probe(model, runtime, threads, mode.probe_frames, labels=config.labels),
         }
         rows.append(row)
     _add_ratios(rows)
@@ -213,14 +241,22 @@ def _reference(config: BenchConfig, rows: list[dict[str, Any]], mode: Mode, log:
         return {"skipped": "no Keras model given (--keras)"}
     if importlib.util.find_spec("tensorflow") is None:
         return {"skipped": "TensorFlow is not installed here (the edge install has none); reference row not measured"}
-    if not config.keras.is_file():
-        return {"skipped": f"Keras model {config.keras} not found"}
+    problem = keras_problem(config.keras)
+    if problem:
+        return {"skipped": problem}
+    # the probe takes the Keras model's input spec from an edge model's metadata
+    rows = [r for r in rows if r["architecture"] != FOREIGN]
+    if not rows:
+        return {"skipped": "no model with edgeclf metadata to compare the Keras model with"}
     # the int8 model of the same architecture (named like the Keras file), else every int8 row
     int8 = [r for r in rows if r["quantization"] == "int8"] or rows
     same = [r for r in int8 if r["architecture"] == config.keras.stem]
     edge = min(same or int8, key=lambda r: r["frame_ms"]["p50"])
     print(f"  probing the Keras reference {config.keras}", file=log)
-    probe = _probe(Path(edge["model"]), None, 0, max(10, mode.probe_frames // 2), keras=config.keras)
+    try:
+        probe = _probe(Path(edge["model"]), None, 0, max(10, mode.probe_frames // 2), keras=config.keras)
+    except EdgeClfError as exc:  # the edge rows are measured: keep them, say why the reference is missing
+        return {"skipped": str(exc)}
     from importlib import metadata as md
 
     keras_ms = probe["probe_frame_ms"]

@@ -54,6 +54,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--runtime", type=_runtimes, default=[None], help="comma list of runtimes (default: auto)")
     parser.add_argument("--quick", action="store_true", help="seconds, not minutes (tests, CI)")
     parser.add_argument("--eval-limit", type=int, help="evaluate on at most N images (quick default 300)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="labels file (one per line or 'index label') for the models given; needed for a model without "
+        "edgeclf metadata, and it overrides the labels of those with",
+    )
     parser.add_argument("--keras", type=Path, help=f"Keras model for the reference row (default {DEFAULT_KERAS.name})")
     parser.add_argument("--no-reference", action="store_true", help="skip the Keras reference row")
     parser.add_argument("--out", type=Path, help="report folder (default benchmarks/results/<device>-<date>/)")
@@ -84,6 +90,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     missing = [str(m) for m in models if not m.is_file()]
     if missing:
         raise EdgeClfError(f"model file(s) not found: {', '.join(missing)}")
+    if args.keras and not args.no_reference and (problem := bench.keras_problem(args.keras)):
+        raise EdgeClfError(problem)  # before minutes of measuring, not after
     # float32 first, so each quantized row can be compared with it
     models = sorted(models, key=lambda p: (0 if "float32" in p.name else 1, p.name))
     keras = None if args.no_reference else (args.keras or (DEFAULT_KERAS if DEFAULT_KERAS.is_file() else None))
@@ -95,6 +103,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         keras=keras,
         mode=bench.QUICK if args.quick else bench.FULL,
         eval_limit=args.eval_limit,
+        labels=args.labels,
     )
     result = bench.run(config)
     out = args.out or RESULTS_DIR / f"{device.slug(result['device'])}-{datetime.date.today().isoformat()}"

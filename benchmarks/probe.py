@@ -46,7 +46,7 @@ def _tflite_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
     from edge_app.classifier import Classifier
     from edge_app.live import FrameStep
 
-    return FrameStep(Classifier(args.model, runtime=args.runtime, threads=args.threads))
+    return FrameStep(Classifier(args.model, args.labels, runtime=args.runtime, threads=args.threads))
 
 
 def _keras_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
@@ -55,7 +55,11 @@ def _keras_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
     from edge_app import metadata, preprocess
 
     spec = metadata.load_info(args.model).input
-    model = keras.models.load_model(args.keras, compile=False)
+    try:
+        model = keras.models.load_model(args.keras, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras says "File not found" for a corrupt .keras: say what it is
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SystemExit(f"error: {args.keras} is not a readable Keras model: {first}") from None
 
     def step(image: np.ndarray) -> Any:
         x = preprocess.prepare(image, spec, "BGR")
@@ -68,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe")
     parser.add_argument("--model", type=Path, required=True, help=".tflite (its metadata gives the input spec)")
     parser.add_argument("--keras", type=Path, help="time this Keras model with model.predict instead")
+    parser.add_argument("--labels", type=Path, help="labels file for a model without metadata")
     parser.add_argument("--runtime")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames", type=int, default=50)

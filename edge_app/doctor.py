@@ -149,16 +149,18 @@ def check_camera_and_display() -> list[Check]:
     return checks
 
 
-def check_model(model: Path | None) -> list[Check]:
+def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
+    """Load `model` (default: the shipped one) with `labels` if given, and classify the sample images."""
     from edge_app.classifier import Classifier
     from edge_app.run import MODELS_DIR, default_model
     from edge_app.sources import read_image
 
     path = model or default_model()
     try:
-        clf = Classifier(path)
+        clf = Classifier(path, labels)
     except EdgeClfError as exc:
-        return [Check(FAIL, "model", str(exc), "pass --model, or restore models/ from the repository")]
+        fix = "pass --model (with --labels FILE for a model without metadata), or restore models/ from the repository"
+        return [Check(FAIL, "model", str(exc), fix)]
     checks = [Check(OK, "model", f"{path} loads in {clf.runtime} ({clf.info.architecture}, {clf.info.quantization})")]
     samples = sorted((MODELS_DIR / "samples").glob("*.jpg"))
     known = [p for p in samples if p.stem in clf.labels]
@@ -188,8 +190,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         description="Check this machine for edgeclf: runtimes, camera, display, model.",
     )
     parser.add_argument("--model", type=Path, help="model to try (default: the shipped default)")
+    parser.add_argument(
+        "--labels", type=Path, help="labels file for --model (one per line or 'index label'); overrides metadata"
+    )
     args = parser.parse_args(argv)
-    results = [c for check in CHECKS for c in check()] + check_model(args.model)
+    results = [c for check in CHECKS for c in check()] + check_model(args.model, args.labels)
     for result in results:
         print(result.line())
     failed = [r for r in results if r.status == FAIL]

@@ -156,3 +156,56 @@ def test_bad_inputs(converted, tmp_path, capsys):
     assert bench_main([str(tmp_path / "missing.tflite")]) == 1
     with pytest.raises(SystemExit):
         bench_main(["--threads", "0"])
+
+
+def _without_metadata(tmp_path):
+    """A shipped model with its embedded metadata cut off and no sidecar: a third-party model, to edgeclf."""
+    from edge_app import metadata
+    from edge_app.run import MODELS_DIR
+
+    shipped = MODELS_DIR / "airbench_tiny_int8.tflite"
+    if not shipped.is_file():
+        pytest.skip("no shipped model")
+    foreign = tmp_path / "thirdparty.tflite"
+    foreign.write_bytes(metadata.strip_embedded(shipped.read_bytes()))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(metadata.load_info(shipped).labels) + "\n")
+    return foreign, labels
+
+
+def test_labels_for_a_model_without_metadata(tmp_path, capsys):
+    foreign, labels = _without_metadata(tmp_path)
+    out = tmp_path / "report"
+    assert bench_main([str(foreign), "--quick", "--no-reference", "--out", str(out)]) == 1
+    assert "pass --labels FILE" in capsys.readouterr().err  # and bench has that option:
+    assert bench_main([str(foreign), "--labels", str(labels), "--quick", "--no-reference", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (row,) = report["rows"]
+    assert row["architecture"] == "foreign" and row["rss_mb"] > 0  # the probe process got the labels too
+    assert bench_main([str(foreign), "--labels", str(tmp_path / "missing.txt"), "--quick", "--no-reference"]) == 1
+    assert "labels file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"garbage", b""], ids=["garbage", "empty"])
+def test_a_corrupt_keras_reference_is_not_called_missing(content, converted, tmp_path, capsys):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(content)
+    code = bench_main([str(converted["int8"]), "--quick", "--keras", str(bad), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"error: {bad} is not a readable Keras model" in err
+    assert "not found" not in err.lower() and not (tmp_path / "r").exists()  # refused before measuring
+    assert bench_main([str(converted["int8"]), "--quick", "--keras", str(tmp_path / "none.keras")]) == 1
+    assert "Keras model" in capsys.readouterr().err
+
+
+def test_probe_names_a_zip_that_is_no_keras_model(converted, tmp_path, capsys):
+    import zipfile
+
+    from benchmarks import probe
+
+    fake = tmp_path / "model.keras"
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("readme.txt", "not a model")
+    with pytest.raises(SystemExit) as exc:
+        probe.main(["--model", str(converted["int8"]), "--keras", str(fake), "--frames", "1"])
+    assert str(exc.value).startswith(f"error: {fake} is not a readable Keras model")

@@ -1,5 +1,7 @@
 import configparser
 
+import pytest
+
 from edge_app.doctor import main as doctor_main
 from tests.conftest import ROOT
 
@@ -36,3 +38,22 @@ def test_systemd_unit_runs_headless_and_restarts():
     service = unit["Service"]
     assert "edgeclf run" in service["ExecStart"] and "--no-display" in service["ExecStart"]
     assert service["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_doctor_takes_labels_for_a_model_without_metadata(tmp_path, capsys):
+    from edge_app import metadata
+    from edge_app.run import MODELS_DIR
+
+    shipped = MODELS_DIR / "airbench_tiny_int8.tflite"
+    if not shipped.is_file():
+        pytest.skip("no shipped model")
+    foreign = tmp_path / "thirdparty.tflite"
+    foreign.write_bytes(metadata.strip_embedded(shipped.read_bytes()))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(metadata.load_info(shipped).labels) + "\n")
+    assert doctor_main(["--model", str(foreign)]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] model:" in out and "pass --labels FILE" in out and "--labels" in out.split("fix:")[1]
+    doctor_main(["--model", str(foreign), "--labels", str(labels)])  # classification may fail: foreign normalisation
+    out = capsys.readouterr().out
+    assert f"[ ok ] model: {foreign} loads" in out and "sample images classified" in out
