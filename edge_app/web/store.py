@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import re
 import sqlite3
 import time
@@ -27,7 +29,9 @@ from edge_app.errors import EdgeClfError
 SCHEMA_VERSION = 1
 THUMB_SIDE = 160
 THUMB_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+THUMB_TEMP = re.compile(r"^\.[0-9a-f]{32}\.jpg\.[a-z0-9_]+\.tmp\.jpg$")  # files.atomic_write's, of a thumbnail
 MAX_ROW_ID = 2**63 - 1  # SQLite's INTEGER: larger Python ints raise OverflowError, not sqlite3.Error
+log = logging.getLogger("edgeclf.web")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -99,8 +103,37 @@ class History:
                 db.executescript(SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.commit()
+            self._sweep()
         except (sqlite3.Error, OSError) as exc:
             raise EdgeClfError(f"cannot open the history database {self.path}: {exc}") from None
+
+    def _sweep(self) -> None:
+        """Remove what a killed process left in thumbs/: thumbnails whose row was never committed and
+        atomic_write's temp files. Only names this store makes are touched; it runs before this process
+        writes any, and one server uses a database at a time."""
+        with closing(self._connect()) as db:
+            referenced = {row[0] for row in db.execute("SELECT thumb FROM predictions")}
+        removed = {"orphan thumbnail": 0, "temporary file": 0}
+        with os.scandir(self.thumbs) as entries:
+            for entry in entries:
+                if THUMB_NAME.match(entry.name):
+                    if entry.name in referenced:
+                        continue
+                    kind = "orphan thumbnail"
+                elif THUMB_TEMP.match(entry.name):
+                    kind = "temporary file"
+                else:
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    continue
+                removed[kind] += 1
+        if any(removed.values()):
+            counts = " and ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in removed.items())
+            log.warning("history: removed %s left by a killed process from %s", counts, self.thumbs)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
