@@ -366,8 +366,11 @@ def test_too_many_parts_has_its_own_message(make):
 
 def test_large_text_field_has_its_own_message(make):
     client, _ = make()
-    r = client.post("/api/predict", data={"image": "x" * 600_000})  # a file pasted as a text field
+    form = {"image": "x" * 600_000}  # a file pasted as a text field (curl -F image=<FILE)
+    r = client.post("/api/predict", data=form, content_type="multipart/form-data")
     assert r.status_code == 413 and "as a file" in r.get_json()["error"]
+    small = client.post("/api/predict", data={"image": "x"}, content_type="multipart/form-data")
+    assert small.status_code == 400 and "no file" in small.get_json()["error"]
 
 
 def test_raw_body_with_curl_default_content_type(make):

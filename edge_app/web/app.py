@@ -6,6 +6,7 @@ import csv
 import hmac
 import io
 import math
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -21,6 +22,23 @@ from edge_app.web.uploads import MAX_PIXELS, BadUpload, decode
 TOKEN_COOKIE = "edgeclf_token"
 OPEN_ENDPOINTS = {"healthz", "static"}
 MIN_TOKEN_CHARS = 16
+MAX_FORM_PARTS = 100  # the upload form has one; werkzeug refuses more with 413
+MAX_FORM_FIELD = 512 * 1024  # bytes of a text (non-file) form field, or of a whole urlencoded body
+# a run of folders from the root ("/a/b/", "~/a/", "C:\\a\\"), not one inside a URL or a word
+_FOLDERS = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:)?[\\/](?:[^\s\\/'\"]+[\\/])+")
+
+
+def without_paths(message: str) -> str:
+    """`message` with every absolute path cut to its file name: error pages never show the server's folders."""
+    return _FOLDERS.sub("", message)
+
+
+def size_text(n: int) -> str:
+    """A byte count as the options give it: '10 MiB', '512 KiB', '2,000 bytes'."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and (n % scale == 0 or n >= 10 * scale):
+            return f"{n / scale:.4g} {unit}"
+    return f"{n:,} bytes"
 
 
 def token_problem(token: str) -> str | None:
@@ -65,14 +83,75 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
     return call
 
 
+class _CountingStream:
+    """A request body seen by the form parser: counts multipart delimiters and notes a failed read
+    (the body over the size limit), so a 413 from the parser can say which limit it hit."""
+
+    def __init__(self, inner: Any, boundary: str) -> None:
+        self._inner = inner
+        self._delimiter = b"--" + boundary.encode("ascii", "replace") if boundary else b""
+        self._tail = b""
+        self.delimiters = 0
+        self.read_failed = False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self._inner.read(size)
+        except BaseException:
+            self.read_failed = True
+            raise
+        if self._delimiter and data:
+            window = self._tail + data  # the tail is shorter than a delimiter: none is counted twice
+            self.delimiters += window.count(self._delimiter)
+            self._tail = window[-(len(self._delimiter) - 1) :]
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _request_class(flask: Any) -> Any:
+    """Flask's Request whose form parser tells 'too many parts' and 'field too large' from 'body too large'."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+    from werkzeug.formparser import FormDataParser
+
+    class Parser(FormDataParser):
+        def parse(self, stream: Any, mimetype: str, content_length: int | None, options: Any = None) -> Any:
+            boundary = (options or {}).get("boundary", "") if mimetype == "multipart/form-data" else ""
+            counted = _CountingStream(stream, boundary)
+            try:
+                return super().parse(counted, mimetype, content_length, options)
+            except RequestEntityTooLarge as exc:
+                if counted.read_failed:  # the body itself is over the upload limit
+                    raise
+                if self.max_form_parts is not None and counted.delimiters > self.max_form_parts:
+                    exc.form_problem = f"too many parts in the form (at most {self.max_form_parts:,}): send one image"
+                else:
+                    exc.form_problem = (
+                        f"a form field is larger than {size_text(self.max_form_memory_size or 0)}: send the image "
+                        "as a file (curl -F image=@FILE) or as the request body (--data-binary @FILE)"
+                    )
+                raise
+
+    class Request(flask.Request):
+        form_data_parser_class = Parser
+
+    return Request
+
+
 def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
     """Build the Flask application around a shared classifier, a history store and an optional feed."""
     if config.token is not None and (problem := token_problem(config.token)):
         raise ValueError(problem)  # an empty token must never mean "no authentication"
     flask = require("flask", "web")
+    from werkzeug.exceptions import HTTPException
+
     here = Path(__file__).resolve().parent
     app = flask.Flask("edgeclf", template_folder=str(here / "templates"), static_folder=str(here / "static"))
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD
+    app.request_class = _request_class(flask)
     request = flask.request
     model_name = shared.clf.path.name
     viewers = threading.Semaphore(max(0, config.max_viewers))  # MJPEG streams hold a request thread each
@@ -81,6 +160,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         return request.path.startswith("/api/") or request.path.endswith((".csv", ".mjpg"))
 
     def error(status: int, message: str) -> Any:
+        message = without_paths(message)
         if wants_json():
             return flask.jsonify({"error": message}), status
         return flask.render_template("error.html", status=status, message=message), status
@@ -136,8 +216,9 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         return response
 
     @app.errorhandler(413)
-    def too_large(_exc: Any) -> Any:
-        return error(413, f"upload larger than the limit of {config.max_upload / 1e6:.1f} MB")
+    def too_large(exc: Any) -> Any:
+        problem = getattr(exc, "form_problem", None)  # set by the form parser for its own limits
+        return error(413, problem or f"upload larger than the limit of {size_text(config.max_upload)}")
 
     @app.errorhandler(404)
     def not_found(_exc: Any) -> Any:
@@ -165,8 +246,11 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         }
 
     def upload_from_request() -> tuple[bytes, str | None]:
-        if request.files:
-            upload = next(iter(request.files.values()))
+        # only a multipart form is parsed as a form: `curl --data-binary @x.jpg` says urlencoded, and is the image
+        if request.mimetype == "multipart/form-data":
+            upload = next(iter(request.files.values()), None)
+            if upload is None:
+                raise BadUpload("the form has no file: send the image as a file field (curl -F image=@FILE)")
             return upload.read(), upload.filename
         return request.get_data(cache=False), None
 
@@ -181,8 +265,8 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
             result = predict_bytes(data, name)
         except BadUpload as exc:
             return flask.render_template(
-                "classify.html", page="classify", result=None, model=model_name, message=str(exc)
-            ), 400
+                "classify.html", page="classify", result=None, model=model_name, message=without_paths(str(exc))
+            ), getattr(exc, "status", 400)
         return flask.render_template(
             "classify.html", page="classify", result=result, model=model_name, threshold=shared.threshold
         )
@@ -193,7 +277,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
             data, name = upload_from_request()
             return flask.jsonify(predict_bytes(data, name))
         except BadUpload as exc:
-            return error(400, str(exc))
+            return error(getattr(exc, "status", 400), str(exc))  # 503 when the decoders are all busy
 
     def paging() -> tuple[int, int, str | None]:
         try:
@@ -350,6 +434,18 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
     @app.errorhandler(EdgeClfError)
     def failed(exc: EdgeClfError) -> Any:
+        app.logger.error("%s %s: %s", request.method, request.path, exc)  # the log keeps the full paths
         return error(500, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: Any) -> Any:
+        if exc.code is None:  # abort(response): already answered
+            return exc
+        return error(exc.code, exc.name.lower())
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        app.logger.error("%s %s failed", request.method, request.path, exc_info=exc)
+        return error(500, "internal server error")
 
     return app

@@ -70,7 +70,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         f"--token-file, ${TOKEN_ENV} is used when set. Make one with: {TOKEN_RECIPE} > FILE",
     )
     parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
-    parser.add_argument("--max-upload-mb", type=finite_float, default=10.0, help="upload limit in MB (default 10)")
+    parser.add_argument(
+        "--max-upload-mb", type=finite_float, default=10.0, help="upload limit in MiB (default 10; 413 above it)"
+    )
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest image (default {MAX_PIXELS:,})")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown (default 5)")
     parser.add_argument("--threshold", type=finite_float, default=0.5, help="below this top score: 'uncertain' (0.5)")
