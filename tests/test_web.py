@@ -232,7 +232,7 @@ def test_serve_cli_errors(converted, tmp_path, capsys):
         code = serve_main(["--model", str(converted["int8"]), "--port", str(port), "--db", str(tmp_path / "h.db")])
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        serve_main(["--port", "0"])
+        serve_main(["--port", "65536"])
     assert exc.value.code == 2
     blocked = tmp_path / "file"
     blocked.write_text("x")

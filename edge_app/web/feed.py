@@ -126,10 +126,15 @@ class LiveFeed:
     def running(self) -> bool:
         return self.error is None and not self._stop.is_set()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Tell the loop and the MJPEG streams to end now, without waiting (a signal handler calls it)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def stop(self) -> None:
+        """End the loop and the streams, and release the camera."""
+        self.request_stop()
         self.grabber.stop()
         if self._thread.is_alive():
             self._thread.join(timeout=5)

@@ -56,7 +56,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=Path, help="labels file for a model without metadata")
     parser.add_argument("--source", help="camera / video / URL for the Live page (default: none, Live shows a note)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one, printed at start)")
     token = parser.add_mutually_exclusive_group()
     token.add_argument(
         "--token",
@@ -150,13 +150,23 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
     return create_app(shared, history, config, feed), feed, token
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by SIGINT or SIGTERM: the server shuts down cleanly, then exits 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Start the server; SIGINT / SIGTERM stop it and release the camera."""
+    """Start the server; SIGINT / SIGTERM stop it, release the camera, and exit 130 / 143."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not 0 < args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
-        parser.error("check --port (1-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    if not 0 <= args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
+        parser.error("check --port (0-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    if not args.max_upload_mb > 0 or args.max_pixels < 1:
+        parser.error("--max-upload-mb and --max-pixels must be above 0")
     if args.max_viewers is None:
         args.max_viewers = min(2, args.threads - 1)
     elif not 0 <= args.max_viewers < args.threads:
@@ -169,35 +179,58 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     waitress = require("waitress", "web")
+    running: dict[str, Any] = {}  # what a signal must wake at once: the live feed, once there is one
+    previous = _stop_on_signals(running)
+    try:
+        return _serve(waitress, args, running)
+    except Stopped as stop:  # during start-up (loading the model, opening the camera) or a second signal
+        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> int:
+    """Build the app, serve until a signal, shut down cleanly; 0, or 128 + the signal's number."""
     app, feed, _token = make_app(args)
+    running["feed"] = feed
     try:
         server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads)
     except OSError as exc:
         if feed:
             feed.stop()
         raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    print(
-        f"serving http://{args.host}:{server.effective_port}/ (waitress, {args.threads} threads)",
-        file=sys.stderr,
-        flush=True,
-    )
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # the same clean path as Ctrl-C
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
     try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
+        server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (5 s at most)
+    except OSError:
         pass
     finally:
+        signum = running.get("signum", 0)
         if feed:
             feed.stop()  # ends the MJPEG streams and releases the camera
         server.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        print("server stopped", file=sys.stderr)
-    return 0
+        print(f"server stopped{f' by {signal.Signals(signum).name}' if signum else ''}", file=sys.stderr, flush=True)
+    return 128 + signum if signum else 0
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
+def _stop_on_signals(running: dict[str, Any]) -> dict[int, Any]:
+    """SIGINT and SIGTERM raise Stopped in the main thread (once the live streams are told to end, so
+    waitress's wait for its requests is short); the previous handlers, to restore. Off the main
+    thread (tests), nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, _frame: Any) -> None:
+        running["signum"] = signum  # waitress's run() swallows the exception: this says why it returned
+        feed = running.get("feed")
+        if feed is not None:
+            feed.request_stop()
+        raise Stopped(signum)
+
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 if __name__ == "__main__":
