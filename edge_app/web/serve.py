@@ -60,12 +60,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     token = parser.add_mutually_exclusive_group()
     token.add_argument(
         "--token",
-        help=f"require this token (Authorization: Bearer TOKEN, or ?token= once); at least {MIN_TOKEN_CHARS} "
-        "printable characters. Visible in `ps`: prefer --token-file",
+        help=f"require this token (Authorization: Bearer TOKEN, or ?token= once): at least {MIN_TOKEN_CHARS} "
+        "printable ASCII characters, no spaces. Visible in `ps`: prefer --token-file",
     )
     token.add_argument(
         "--token-file",
         type=Path,
+        metavar="FILE",
         help=f"read the token from this file (one line; the trailing newline is dropped). Without --token and "
         f"--token-file, ${TOKEN_ENV} is used when set. Make one with: {TOKEN_RECIPE} > FILE",
     )
@@ -202,10 +203,10 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
             feed.stop()
         raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
     try:
+        print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
         server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (5 s at most)
-    except OSError:
+    except (Stopped, OSError):  # Stopped: a signal just before run() began
         pass
     finally:
         signum = running.get("signum", 0)
