@@ -17,7 +17,7 @@ from typing import Any
 from edge_app.errors import EdgeClfError, require
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import MAX_ROW_ID, History
-from edge_app.web.uploads import MAX_PIXELS, BadUpload, decode
+from edge_app.web.uploads import MAX_PIXELS, BadUpload, decoded
 
 TOKEN_COOKIE = "edgeclf_token"
 OPEN_ENDPOINTS = {"healthz", "static"}
@@ -229,12 +229,12 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
         return error(405, "method not allowed")
 
     def predict_bytes(data: bytes, filename: str | None) -> dict[str, Any]:
-        image = decode(data, config.max_pixels)
-        result = shared.classify(image)
-        label = "uncertain" if result.uncertain else result.top[0][0]
-        top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
-        original = Path(filename).name[:200] if filename else None  # shown only; files get server names
-        entry_id, thumb = history.add(image, "upload", label, result.top[0][1], top, model_name, original)
+        with decoded(data, config.max_pixels) as image:  # its memory counted until the thumbnail is stored
+            result = shared.classify(image)
+            label = "uncertain" if result.uncertain else result.top[0][0]
+            top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
+            original = Path(filename).name[:200] if filename else None  # shown only; files get server names
+            entry_id, thumb = history.add(image, "upload", label, result.top[0][1], top, model_name, original)
         return {
             "id": entry_id,
             "label": label,
