@@ -307,3 +307,24 @@ def test_signal_during_reconnect_backoff(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 130 and seconds < 6, err
     assert "(SIGINT)" in err and "error:" not in err
+
+
+@SIGNALS
+def test_serve_with_a_stalled_stream_honours_signals(sig, tmp_path):
+    """`serve --source` on a stream that never answers: the camera opens off the main thread, so a
+    signal during start-up ends the server within the promised time, with 130 / 143."""
+    with silent_server() as (port, accepted):
+        cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(MODEL), "--port", "0"]
+        cmd += ["--db", str(tmp_path / "h.sqlite3"), "--source", f"http://127.0.0.1:{port}/x"]
+        pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+        proc = subprocess.Popen(cmd, env=CLI_ENV, cwd=ROOT, **pipes)
+        deadline = time.monotonic() + 30
+        while not accepted and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert accepted, "edgeclf serve never connected"
+        time.sleep(0.5)
+        assert proc.poll() is None
+        seconds, err = _signal_and_wait(proc, sig)
+    assert proc.returncode == EXIT[sig], err
+    assert seconds < 5, f"exited {seconds:.1f} s after {sig.name}"
+    assert "Traceback" not in err

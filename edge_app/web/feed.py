@@ -132,9 +132,9 @@ class LiveFeed:
         with self._cond:
             self._cond.notify_all()
 
-    def stop(self) -> None:
-        """End the loop and the streams, and release the camera."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop and the streams, and release the camera; a driver stuck in a read is left after `timeout`."""
         self.request_stop()
-        self.grabber.stop()
+        self.grabber.stop(timeout=timeout)
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout)
