@@ -411,15 +411,16 @@ def test_unexpected_errors_are_json_on_the_api(make, monkeypatch):
 # --- item 8 (serve part): exit codes after signals --------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_serve_exits_130_or_143_after_a_signal(converted, tmp_path, signum, code):
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(converted["int8"]), "--port", "0"]
-    cmd += ["--db", str(tmp_path / "h.sqlite3")]
+@contextmanager
+def serve_process(model, tmp_path, *extra):
+    """`python -m edge_app.web.serve --port 0` in a subprocess: (process, port, stderr lines so far, queue)."""
+    cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(model), "--port", "0"]
+    cmd += ["--db", str(tmp_path / "h.sqlite3"), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    seen = []
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 60
         while not any(line.startswith("serving http://127.0.0.1:") for line in seen):
@@ -430,17 +431,35 @@ def test_serve_exits_130_or_143_after_a_signal(converted, tmp_path, signum, code
                 pass
         port = int(re.search(r":(\d+)/", seen[-1]).group(1))
         assert port > 0
-        proc.send_signal(signum)
-        assert proc.wait(timeout=20) == code, seen
+        yield proc, port, seen, lines
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_serve_exits_130_or_143_after_a_signal(converted, tmp_path, signum, code):
+    with serve_process(converted["int8"], tmp_path) as (proc, _port, seen, lines):
+        proc.send_signal(signum)
+        assert proc.wait(timeout=20) == code, seen
     time.sleep(0.1)
     while not lines.empty():
         seen.append(lines.get())
     assert any("server stopped" in line for line in seen), seen
     assert not any("Traceback" in line for line in seen), seen
+
+
+def test_serve_refuses_a_huge_body_before_reading_it(converted, tmp_path):
+    """waitress spools request bodies to disk before Flask sees them: its own limit must follow --max-upload-mb."""
+    with serve_process(converted["int8"], tmp_path, "--max-upload-mb", "1") as (_proc, port, _seen, _lines):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: 500000000\r\n\r\n" + b"\0" * 65536
+            )
+            head = conn.recv(200)  # without the limit waitress waits for 500 MB that never come: a timeout
+    assert head.startswith(b"HTTP/1.1 413"), head
 
 
 def test_path_scrubbing_keeps_urls():

@@ -197,7 +197,14 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
     app, feed, _token = make_app(args)
     running["feed"] = feed
     try:
-        server = waitress.create_server(app, host=args.host, port=args.port, threads=args.threads)
+        server = waitress.create_server(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            # waitress spools a body to disk before Flask can refuse it: stop at the upload limit (+ form overhead)
+            max_request_body_size=int(args.max_upload_mb * 1024 * 1024) + 64 * 1024,
+        )
     except OSError as exc:
         if feed:
             feed.stop()
