@@ -6,7 +6,7 @@ with `edgeclf run` on a large photo (issue 12, item 2).
 A server starts on 127.0.0.1 with its defaults (`--max-pixels` 40 M, 8 threads). After one
 warm-up upload, each scenario posts the same file from 8 clients at once and reads the server's
 peak RSS (VmHWM) from /proc: a 4.4 KB 6000x6000 1-bit PNG (108 MB of pixels once decoded), a
-4000x3000 JPEG photo, and the largest PNG the decode budget admits (4000x2800). Scenarios run in
+4000x3000 JPEG photo, and the largest 4:3 PNG the upload decode budget admits. Scenarios run in
 that order, so each peak includes the ones before it.
 """
 
@@ -55,6 +55,17 @@ def photo(width: int, height: int, ext: str) -> bytes:
     return data.tobytes()
 
 
+def largest_png() -> tuple[int, int]:
+    """The largest 4:3 PNG (multiples of 100 px) whose estimated decode fits one upload decode."""
+    from edge_app.imagedecode import ImageHeader, decode_bytes_needed
+    from edge_app.web.uploads import MAX_DECODE_BYTES
+
+    side = 300
+    while decode_bytes_needed(ImageHeader("PNG", (side + 100) * 4 // 3, side + 100), 1) <= MAX_DECODE_BYTES:
+        side += 100
+    return side * 4 // 3, side
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak) of a process, in MB."""
     fields = {}
@@ -100,8 +111,9 @@ def measure(clients: int = 8) -> dict[str, Any]:
     scenarios = {
         "6000x6000 1-bit PNG": one_bit_png(6000),
         "4000x3000 JPEG photo": photo(4000, 3000, ".jpg"),
-        "4000x2800 PNG (largest the budget admits)": photo(4000, 2800, ".png"),
     }
+    width, height = largest_png()
+    scenarios[f"{width}x{height} PNG (largest 4:3 the decode budget admits)"] = photo(width, height, ".png")
     with tempfile.TemporaryDirectory(prefix="edgeclf-mem-") as tmp:
         proc, port = start_server(Path(tmp) / "history.sqlite3")
         try:

@@ -228,3 +228,16 @@ def test_file_limits_refuse_huge_files(tmp_path, monkeypatch):
         imagedecode.load(path)
     with pytest.raises(ImageRejected, match="cannot read it"):
         imagedecode.load(Path(tmp_path / "missing.jpg"))
+
+
+def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch, tmp_path):
+    from edge_app import malloc
+    from edge_app.web import serve
+
+    assert malloc.return_large_blocks() is True  # glibc here, as on Raspberry Pi OS
+    calls = []
+    monkeypatch.setattr(malloc, "return_large_blocks", lambda: calls.append(1) or True)
+    monkeypatch.setattr(serve, "make_app", lambda args: (_ for _ in ()).throw(RuntimeError("stop here")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        serve._serve(None, None, {})
+    assert calls == [1]

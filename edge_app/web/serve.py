@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge_app import malloc
 from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
@@ -194,6 +195,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> int:
     """Build the app, serve until a signal, shut down cleanly; 0, or 128 + the signal's number."""
+    malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
     app, feed, _token = make_app(args)
     running["feed"] = feed
     try:

@@ -15,7 +15,7 @@ from edge_app.imagedecode import DecodeLimits, ImageRejected, MemoryBudget, MiB
 
 FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})  # MPO, the multi-picture JPEG phones write, is a JPEG
 MAX_PIXELS = 40_000_000
-MAX_DECODE_BYTES = 80 * MiB  # one decode: a 12 MP PNG fits (about 75 MiB), a 6000x6000 one (210 MiB) does not
+MAX_DECODE_BYTES = 64 * MiB  # one decode: a 3600x2700 PNG fits (about 60 MiB), a 6000x6000 one (223 MiB) does not
 UPLOAD_BUDGET = MemoryBudget(MAX_DECODE_BYTES)  # shared by every request thread: big decodes take turns
 
 
