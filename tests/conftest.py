@@ -97,3 +97,19 @@ def converted(tiny_keras_model, tmp_path_factory):
 @pytest.fixture()
 def colour_folder(tmp_path):
     return write_image_folder(tmp_path / "colours")
+
+
+@pytest.fixture()
+def foreign_model(tmp_path):
+    """A shipped model with its embedded metadata cut off and no sidecar (a third-party model, to edgeclf),
+    and its labels file: (model path, labels path)."""
+    from edge_app import metadata
+
+    shipped = ROOT / "models" / "airbench_tiny_int8.tflite"
+    if not shipped.is_file():
+        pytest.skip("no shipped model")
+    foreign = tmp_path / "thirdparty.tflite"
+    foreign.write_bytes(metadata.strip_embedded(shipped.read_bytes()))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(metadata.load_info(shipped).labels) + "\n")
+    return foreign, labels

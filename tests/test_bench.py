@@ -158,23 +158,8 @@ def test_bad_inputs(converted, tmp_path, capsys):
         bench_main(["--threads", "0"])
 
 
-def _without_metadata(tmp_path):
-    """A shipped model with its embedded metadata cut off and no sidecar: a third-party model, to edgeclf."""
-    from edge_app import metadata
-    from edge_app.run import MODELS_DIR
-
-    shipped = MODELS_DIR / "airbench_tiny_int8.tflite"
-    if not shipped.is_file():
-        pytest.skip("no shipped model")
-    foreign = tmp_path / "thirdparty.tflite"
-    foreign.write_bytes(metadata.strip_embedded(shipped.read_bytes()))
-    labels = tmp_path / "labels.txt"
-    labels.write_text("\n".join(metadata.load_info(shipped).labels) + "\n")
-    return foreign, labels
-
-
-def test_labels_for_a_model_without_metadata(tmp_path, capsys):
-    foreign, labels = _without_metadata(tmp_path)
+def test_labels_for_a_model_without_metadata(foreign_model, tmp_path, capsys):
+    foreign, labels = foreign_model
     out = tmp_path / "report"
     assert bench_main([str(foreign), "--quick", "--no-reference", "--out", str(out)]) == 1
     assert "pass --labels FILE" in capsys.readouterr().err  # and bench has that option:

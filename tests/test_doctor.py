@@ -1,7 +1,5 @@
 import configparser
 
-import pytest
-
 from edge_app.doctor import main as doctor_main
 from tests.conftest import ROOT
 
@@ -40,17 +38,8 @@ def test_systemd_unit_runs_headless_and_restarts():
     assert service["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_doctor_takes_labels_for_a_model_without_metadata(tmp_path, capsys):
-    from edge_app import metadata
-    from edge_app.run import MODELS_DIR
-
-    shipped = MODELS_DIR / "airbench_tiny_int8.tflite"
-    if not shipped.is_file():
-        pytest.skip("no shipped model")
-    foreign = tmp_path / "thirdparty.tflite"
-    foreign.write_bytes(metadata.strip_embedded(shipped.read_bytes()))
-    labels = tmp_path / "labels.txt"
-    labels.write_text("\n".join(metadata.load_info(shipped).labels) + "\n")
+def test_doctor_takes_labels_for_a_model_without_metadata(foreign_model, capsys):
+    foreign, labels = foreign_model
     assert doctor_main(["--model", str(foreign)]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] model:" in out and "pass --labels FILE" in out and "--labels" in out.split("fix:")[1]

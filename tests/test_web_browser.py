@@ -94,6 +94,16 @@ def test_classify_upload_predict_then_history(browser, tmp_path):
         assert DEFAULT_MODEL.stem.split("_")[0] in browser.find_element(By.ID, "card").text
         shot(browser, "about")
         assert csp_violations(browser) == []
+        browser.set_window_size(390, 844)  # a phone: no page may need sideways scrolling
+        wide = {}
+        for name, path in (("classify", "/"), ("history", "/history"), ("live", "/live"), ("about", "/about")):
+            browser.get(base + path)
+            width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            shot(browser, f"{name}-390")
+            if width[0] > width[1]:
+                wide[name] = width
+        assert browser.execute_script("return window.innerWidth") <= 400
+        assert wide == {}, f"pages wider than the phone's screen (scrollWidth, innerWidth): {wide}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
