@@ -17,6 +17,7 @@ benchmark and doctor data (through `sources.read_image`), and web uploads. The r
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ import numpy as np
 
 from edge_app import preprocess
 from edge_app.errors import EdgeClfError
-from edge_app.imageheader import ImageHeader, probe
+from edge_app.imageheader import HEAD_BYTES, ImageHeader, probe, sniff
 
 KEEP_SIDE = 512  # reduced JPEG decoding keeps at least this many pixels on the short side
 BYTES_PER_PIXEL = {"GIF": 8.5, "TIFF": 10.5}  # peak decode memory per output pixel; 6.5 for the rest
@@ -76,13 +77,14 @@ class DecodeLimits:
 
 
 # run, datasets, bench, doctor: generous, but a 30000x30000 PNG (5 GB decoded) is refused
-FILE_LIMITS = DecodeLimits(max_pixels=200_000_000, max_bytes=256 * MiB, budget=MemoryBudget(384 * MiB))
-MAX_FILE_BYTES = 256 * MiB  # an image file larger than this is not read at all
+# (files wait for their turn as long as it takes: an image dropped from training data for being unlucky is worse)
+FILE_LIMITS = DecodeLimits(max_pixels=200_000_000, max_bytes=256 * MiB, budget=MemoryBudget(384 * MiB, wait=3600))
+MAX_FILE_BYTES = 64 * MiB  # an image file larger than this is not read at all
 
 
 def reduction(header: ImageHeader) -> int:
     """The JPEG scale denominator (1, 2, 4 or 8) that keeps the short side at least KEEP_SIDE."""
-    if header.format != "JPEG":
+    if not header.scalable:
         return 1
     short = min(header.width, header.height)
     factor = 1
@@ -94,7 +96,7 @@ def reduction(header: ImageHeader) -> int:
 def decode_bytes_needed(header: ImageHeader, factor: int) -> int:
     """Estimated peak memory of decoding `header` at 1/`factor` scale."""
     out_pixels = -(-header.width // factor) * -(-header.height // factor)
-    per_pixel = BYTES_PER_PIXEL.get(header.format, DEFAULT_BYTES_PER_PIXEL)
+    per_pixel = BYTES_PER_PIXEL.get(header.format, DEFAULT_BYTES_PER_PIXEL) * header.sample_bytes
     return int(out_pixels * per_pixel) + header.coefficient_bytes
 
 
@@ -115,7 +117,8 @@ def check(header: ImageHeader | None, limits: DecodeLimits) -> tuple[int, int]:
     if need > limits.max_bytes:
         raise ImageRejected(
             f"{size} {header.format} image needs about {need / MiB:.0f} MiB to decode, more than the "
-            f"{limits.max_bytes / MiB:.0f} MiB allowed; send a JPEG or a smaller image"
+            f"{limits.max_bytes / MiB:.0f} MiB allowed; send a smaller image"
+            + (" or a JPEG" if header.format != "JPEG" else "")
         )
     return factor, need
 
@@ -130,7 +133,7 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
     if buf.size == 0:
         raise ImageRejected("empty file: not an image")
-    header = probe(memoryview(buf))
+    header = probe(buf)
     factor, need = check(header, limits)
     cv2 = preprocess._cv2()
     limits.budget.acquire(need)
@@ -142,6 +145,12 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
             raise ImageRejected(f"corrupt {header.format} image: {reason}") from None
         if image is None or image.size == 0:
             raise ImageRejected(f"corrupt {header.format} image: it could not be decoded")
+        if image.shape[0] * image.shape[1] > -(-header.width // factor) * -(-header.height // factor):
+            # a header the decoder read differently: never hand on more than was checked
+            raise ImageRejected(
+                f"{header.format} image decoded to {image.shape[1]}x{image.shape[0]}, more than the "
+                f"{header.width}x{header.height} its header declares"
+            )
         if image.ndim != 3 or image.shape[2] != 3:
             image = preprocess.to_color(image, "BGR", "BGR")
         yield image
@@ -156,13 +165,21 @@ def decode(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> np.n
 
 
 def load(path: str | Path, limits: DecodeLimits = FILE_LIMITS) -> np.ndarray:
-    """Decode an image file within `limits`; ImageRejected naming the reason otherwise."""
+    """Decode an image file within `limits`; ImageRejected naming the reason otherwise. Formats whose
+    size is in their first bytes are checked before the rest of the file is read."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageRejected(f"file of {size / MiB:.0f} MiB is larger than any image read here")
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageRejected(f"file of {size / MiB:.0f} MiB is larger than any image read here")
+            head = fh.read(HEAD_BYTES)
+            kind = sniff(head)
+            if kind is None:
+                check(None, limits)  # not an image: refused before reading on
+            if kind not in ("JPEG", "TIFF"):
+                check(probe(head), limits)
+            data = head + fh.read(MAX_FILE_BYTES)
     except OSError as exc:
         raise ImageRejected(f"cannot read it: {exc.strerror or exc}") from None
     return decode(data, limits)

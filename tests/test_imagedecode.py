@@ -241,3 +241,125 @@ def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="stop here"):
         serve._serve(None, None, {})
     assert calls == [1]
+
+
+# --- headers that two readers could understand differently (review of issue 12) -----------------------
+
+
+def segment(marker: int, body: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + (2 + len(body)).to_bytes(2, "big") + body
+
+
+def test_jpeg_markers_are_found_as_libjpeg_finds_them():
+    """FF 00 before the first segment and a fake 16x16 frame inside a comment: libjpeg skips both and
+    reads the real frame, so the probe must too (it used to report 16x16 for a 15000x15000 image)."""
+    real = cv2.imencode(".jpg", pattern(640, 480))[1].tobytes()
+    fake_sof = b"\xff\xc0\x00\x0b\x08\x00\x10\x00\x10\x01\x01\x11\x00"
+    comment = segment(0xFE, b"\x00\x00" + fake_sof)
+    crafted = b"\xff\xd8" + b"\xff\x00" + (8).to_bytes(2, "big") + comment + real[2:]
+    header = probe(crafted)
+    assert header is not None and (header.width, header.height) == (640, 480), header
+    assert cv2.imdecode(np.frombuffer(crafted, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (480, 640)
+
+
+def test_jpeg_with_a_marker_libjpeg_refuses_is_not_an_image():
+    real = cv2.imencode(".jpg", pattern(64, 48))[1].tobytes()
+    assert probe(real[:2] + b"\xff\xf0\x00\x04ab" + real[2:]) is None  # JPG0: unknown to libjpeg before a scan
+    assert probe(real[:2] + segment(0xC0, b"\x08\x00\x10\x00\x10\x01\x01\x11\x00") + real[2:]) is None  # two frames
+
+
+def one_scan_per_component(width: int, height: int) -> bytes:
+    """A baseline (SOF0) JPEG with three components sent in three scans: libjpeg buffers every coefficient."""
+    frame = b"\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    one = bytes([1] + [0] * 15) + b"\x00"
+    out = b"\xff\xd8" + segment(0xDB, b"\x00" + b"\x01" * 64) + segment(0xC0, frame)
+    out += segment(0xC4, b"\x00" + one + b"\x10" + one)
+    nbits = 2 * -(-width // 8) * -(-height // 8)
+    data = b"\x00" * (nbits // 8) + (bytes([(1 << (8 - nbits % 8)) - 1]) if nbits % 8 else b"")
+    for component in (1, 2, 3):
+        out += segment(0xDA, bytes([1, component, 0x00, 0, 63, 0])) + data
+    return out + b"\xff\xd9"
+
+
+def test_non_interleaved_baseline_jpeg_counts_its_coefficient_buffer():
+    header = probe(one_scan_per_component(800, 600))
+    assert header is not None and not header.progressive
+    assert header.coefficient_bytes == 3 * 100 * 75 * 128  # three full-size planes of 8x8 blocks, 2 bytes a sample
+    big = probe(one_scan_per_component(6000, 6000))
+    with pytest.raises(ImageRejected, match="MiB to decode"):  # 3.7 MB at 1/8 scale, but 220 MB of coefficients
+        imagedecode.check(big, DecodeLimits(40_000_000, 64 * 1024 * 1024, MemoryBudget(64 * 1024 * 1024)))
+
+
+def test_jpeg_with_too_many_scans_is_refused():
+    """Each progressive scan is a pass over every block: thousands of tiny scans are a CPU bomb."""
+    progressive = cv2.imencode(".jpg", pattern(64, 48), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert probe(progressive) is not None
+    sos = progressive.index(b"\xff\xda", progressive.index(b"\xff\xda") + 2)  # the second scan: an AC refinement
+    end = progressive.index(b"\xff", sos + 4 + int.from_bytes(progressive[sos + 2 : sos + 4], "big"))
+    while progressive[end + 1] == 0 or 0xD0 <= progressive[end + 1] <= 0xD7:
+        end = progressive.index(b"\xff", end + 2)
+    bomb = progressive[:end] + progressive[sos:end] * 200 + progressive[end:]
+    assert probe(bomb) is None
+
+
+def tiff(entries: list[tuple[int, int, int, int]], strip: bytes) -> bytes:
+    """A little-endian one-strip TIFF with these (tag, type, count, value) entries; tag 273 points at the strip."""
+    start = 8 + 2 + 12 * len(entries) + 4
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, n, value in entries:
+        value = start if tag == 273 else value
+        out += struct.pack("<HHIHH", tag, kind, n, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, n, value)
+    return out + b"\x00" * 4 + strip
+
+
+def test_tiff_width_given_twice_is_refused_and_large_tiffs_are_read():
+    strip = zlib.compress(b"\x00" * 64 * 64)
+    rest = [(257, 4, 1, 64), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1), (273, 4, 1, 0), (277, 3, 1, 1)]
+    rest += [(278, 4, 1, 64), (279, 4, 1, len(strip))]
+    good = tiff([(256, 4, 1, 64), *rest], strip)
+    assert probe(good) is not None and probe(good).pixels == 64 * 64
+    assert imagedecode.decode(good).shape == (64, 64, 3)
+    assert probe(tiff([(256, 4, 1, 64), (256, 4, 1, 1), *rest], strip)) is None  # libtiff takes the first
+    assert probe(tiff([(256, 4, 2, 64), *rest], strip)) is None  # a width that is not one value
+    noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
+    big = cv2.imencode(".tiff", noise)[1].tobytes()  # libtiff writes its directory at the end
+    assert len(big) > 65536 and imagedecode.decode(big).shape == (300, 300, 3)
+
+
+def test_jpeg_with_large_metadata_is_read():
+    real = cv2.imencode(".jpg", pattern(64, 48))[1].tobytes()
+    exif_like = b"".join(segment(0xE1, b"Exif\x00\x00" + b"\x00" * 60000) for _ in range(3))  # 180 KB of APP1
+    assert imagedecode.decode(real[:2] + exif_like + real[2:]).shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("header", [b"P4 64#48\n", b"P4 64 48\n", b"P4\n# a comment 9999\n64 48\n", b"P4 64x48\n"])
+def test_pnm_numbers_end_where_opencv_ends_them(header):
+    """OpenCV consumes the byte after a number, so in 'P4 64#48' the '#' starts no comment and the height is
+    48; a reader that took '#48' for a comment read the next number instead (12000x1 for a 12000x12000 bomb)."""
+    data = header + b"\x00" * (8 * 48) + b"\n9999\n"
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    found = probe(data)
+    assert found is not None and decoded is not None and (found.height, found.width) == decoded.shape[:2] == (48, 64)
+
+
+def test_a_decode_larger_than_its_header_is_refused(monkeypatch):
+    from edge_app import imageheader
+
+    data = cv2.imencode(".png", pattern(64, 48))[1].tobytes()
+    monkeypatch.setattr(imagedecode, "probe", lambda buf: imageheader.ImageHeader("PNG", 16, 16))
+    with pytest.raises(ImageRejected, match="decoded to 64x48, more than the 16x16 its header declares"):
+        imagedecode.decode(data)
+
+
+def test_load_refuses_a_non_image_or_a_png_bomb_before_reading_on(tmp_path, monkeypatch):
+    from edge_app import imageheader
+
+    monkeypatch.setattr(imagedecode, "decode", lambda *a, **k: pytest.fail("read on and decoded"))
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all" * 1000)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png() + b"\x00" * imageheader.HEAD_BYTES * 4)
+    with pytest.raises(ImageRejected, match="not an image"):
+        imagedecode.load(junk)
+    with pytest.raises(ImageRejected, match="30000x30000"):
+        imagedecode.load(bomb)
