@@ -100,6 +100,16 @@ def decode_bytes_needed(header: ImageHeader, factor: int) -> int:
     return int(out_pixels * per_pixel) + header.coefficient_bytes
 
 
+def probe_checked(head: bytes | np.ndarray, limits: DecodeLimits) -> tuple[ImageHeader, int, int]:
+    """(header, scale factor, estimated bytes) of image bytes; ImageRejected saying why not otherwise."""
+    header = probe(head)
+    if header is None:
+        kind = sniff(bytes(head[:HEAD_BYTES]))
+        if kind is not None:
+            raise ImageRejected(f"corrupt {kind} image: its header is cut short or malformed")
+    return header, *check(header, limits)
+
+
 def check(header: ImageHeader | None, limits: DecodeLimits) -> tuple[int, int]:
     """(scale factor, estimated bytes) for decoding; ImageRejected with the reason otherwise."""
     if header is None:
@@ -133,8 +143,7 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
     if buf.size == 0:
         raise ImageRejected("empty file: not an image")
-    header = probe(buf)
-    factor, need = check(header, limits)
+    header, factor, need = probe_checked(buf, limits)
     cv2 = preprocess._cv2()
     limits.budget.acquire(need)
     try:
@@ -174,11 +183,8 @@ def load(path: str | Path, limits: DecodeLimits = FILE_LIMITS) -> np.ndarray:
             if size > MAX_FILE_BYTES:
                 raise ImageRejected(f"file of {size / MiB:.0f} MiB is larger than any image read here")
             head = fh.read(HEAD_BYTES)
-            kind = sniff(head)
-            if kind is None:
-                check(None, limits)  # not an image: refused before reading on
-            if kind not in ("JPEG", "TIFF"):
-                check(probe(head), limits)
+            if sniff(head) not in ("JPEG", "TIFF"):  # the others declare their size up front: check before reading on
+                probe_checked(head, limits)
             data = head + fh.read(MAX_FILE_BYTES)
     except OSError as exc:
         raise ImageRejected(f"cannot read it: {exc.strerror or exc}") from None

@@ -73,12 +73,20 @@ def probe(data: bytes | memoryview | np.ndarray) -> ImageHeader | None:
     return None
 
 
+MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF"}
+MAGIC[b"MM\x00*"] = "TIFF"
+
+
 def sniff(head: bytes) -> str | None:
-    """The format the first bytes announce (before the rest of a file is read), or None."""
-    found = probe(head) if not head.startswith((b"\xff\xd8", b"II*\x00", b"MM\x00*")) else None
-    if found is not None:
-        return found.format
-    return "JPEG" if head.startswith(b"\xff\xd8") else "TIFF" if head.startswith((b"II*\x00", b"MM\x00*")) else None
+    """The format the first bytes announce, whether or not the header behind them is sound; None for none."""
+    for magic, name in MAGIC.items():
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6") and head[2:3].isspace():
+        return "PNM"
+    return None
 
 
 def _next_ff(b: np.ndarray, i: int, chunk: int = 1 << 16) -> int:

@@ -363,3 +363,13 @@ def test_load_refuses_a_non_image_or_a_png_bomb_before_reading_on(tmp_path, monk
         imagedecode.load(junk)
     with pytest.raises(ImageRejected, match="30000x30000"):
         imagedecode.load(bomb)
+
+
+def test_a_cut_header_is_corrupt_not_a_non_image(tmp_path):
+    jpeg = cv2.imencode(".jpg", pattern(64, 48))[1].tobytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(jpeg[:120])  # before the first scan
+    with pytest.raises(ImageRejected, match="^corrupt JPEG image: its header is cut short or malformed$"):
+        imagedecode.load(path)
+    with pytest.raises(ImageRejected, match="^not an image"):
+        imagedecode.decode(b"hello, I am text")
