@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from edge_app.datasets import ImageSet
 from edge_app.errors import EdgeClfError, require
 from train.data import DataSpec, Splits, load_splits, stratified_split
 from train.macs import count_macs
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without liblzma: zipfile cannot inflate LZMA members either
+    LZMAError = zlib.error
 
 KERAS_SUFFIXES = (".keras", ".h5")
 MAX_KERAS_CONFIG = 64 * 2**20  # a model's architecture JSON; far above any real one, below a zip bomb
@@ -78,10 +84,12 @@ def _check_keras_archive(path: Path) -> None:
             if archive.getinfo("config.json").file_size > MAX_KERAS_CONFIG:
                 raise EdgeClfError(f"{path} is not a readable Keras model (its config.json is implausibly large)")
             json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error, LZMAError) as exc:  # the last two: damaged compressed data
         raise EdgeClfError(f"{path} is not a readable Keras model (damaged zip archive: {exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise EdgeClfError(f"{path} is not a readable Keras model (its config.json is not valid JSON)") from None
+    except (NotImplementedError, RuntimeError) as exc:  # an unknown compression method; an encrypted member
+        raise EdgeClfError(f"{path} is not a readable Keras model (config.json cannot be extracted: {exc})") from None
     except OSError as exc:
         raise EdgeClfError(f"{path} cannot be read: {exc.strerror or exc}") from None
 

@@ -98,6 +98,9 @@ def _parse(path: Path) -> Any:
         raise EdgeClfError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise EdgeClfError(f"{path} is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer beyond Python's 4,300-digit conversion limit
+        reason = str(exc).split(":")[0].lower()
+        raise EdgeClfError(f"{path} is not usable JSON: a number is too long ({reason})") from None
 
 
 def read_run(path: str | Path) -> RunRecord:

@@ -60,6 +60,7 @@ MALFORMED = [
     ("invalid-json", '{"config": ', "not valid JSON"),
     ("empty-file", "", "not valid JSON"),
     ("nested-too-deep", "[" * 100_000 + "]" * 100_000, "JSON"),
+    ("number-too-long", json.dumps(_with("config.data.seed", 0)).replace('"seed": 0', '"seed": ' + "9" * 5000), "JSON"),
     ("array", "[]", "not a JSON object"),
     ("string", '"run"', "not a JSON object"),
     ("empty-object", "{}", "'config'"),
@@ -161,10 +162,36 @@ def test_a_well_formed_run_json_is_read_as_written(tmp_path):
     assert read_run(path).data.data == "cifar10" and read_run(path).data.val_split == 0.1
 
 
-def _zip(path, members: dict[str, str]):
-    with zipfile.ZipFile(path, "w") as zf:
+def _zip(path, members: dict[str, str], compression: int = zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as zf:
         for name, text in members.items():
             zf.writestr(name, text)
+    return path
+
+
+def _config_json_damaged(path, compression: int, at: int, fill: bytes):
+    """A .keras whose zip directory reads but whose compressed config.json does not inflate: `fill` written `at`
+    bytes into its data (deflate: a stored block whose length check fails; LZMA: a corrupt stream)."""
+    _zip(path, {"config.json": json.dumps(GOOD_RUN) * 20, "metadata.json": "{}"}, compression)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("config.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + at
+    data[start : start + len(fill)] = fill
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _config_json_header(path, field: int, value: bytes):
+    """A .keras with `value` written into a field of config.json's local header and its central directory entry
+    (6: the flags, where bit 0 says encrypted; 8: the compression method). Offsets are the local header's; the
+    central entry has the 'version made by' field first, so the same field sits 2 bytes further on."""
+    _zip(path, {"config.json": "{}", "metadata.json": "{}"})
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")  # config.json was written first: the first central directory entry
+    for offset in (field, central + field + 2):
+        data[offset : offset + len(value)] = value
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -174,6 +201,10 @@ CORRUPT_KERAS = [
     ("zip-header-only", lambda p: p.write_bytes(b"PK\x03\x04 definitely not a keras archive"), "not a zip archive"),
     ("other-zip", lambda p: _zip(p, {"hello.txt": "hi"}), "no config.json"),
     ("bad-config", lambda p: _zip(p, {"config.json": "{not json", "metadata.json": "{}"}), "config.json"),
+    ("config-deflate-damaged", lambda p: _config_json_damaged(p, zipfile.ZIP_DEFLATED, 0, b"\x01" + bytes(4)), "zip"),
+    ("config-lzma-damaged", lambda p: _config_json_damaged(p, zipfile.ZIP_LZMA, 6, b"\x55" * 12), "zip"),
+    ("config-unknown-compression", lambda p: _config_json_header(p, 8, (99).to_bytes(2, "little")), "config.json"),
+    ("config-encrypted", lambda p: _config_json_header(p, 6, b"\x01\x00"), "config.json"),
 ]
 
 
