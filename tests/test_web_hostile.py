@@ -192,6 +192,16 @@ def test_max_viewers_must_stay_below_threads(converted, tmp_path, capsys):
     assert busy_port_main(converted, tmp_path, ["--threads", "1"]) == 1  # the default adapts: no viewers
 
 
+@pytest.mark.parametrize("mb", ["1e308", "4097", "0", "-1"])
+def test_max_upload_mb_is_bounded(converted, tmp_path, capsys, mb):
+    """1e308 MiB is finite, but not in bytes: it was an OverflowError traceback after the model loaded."""
+    assert busy_port_main(converted, tmp_path, ["--max-upload-mb", mb]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("python -m edge_app.web.serve: error: --max-upload-mb"), err
+    assert "Traceback" not in err
+    assert busy_port_main(converted, tmp_path, ["--max-upload-mb", "4096"]) == 1  # the largest: 'cannot listen'
+
+
 def test_stream_slot_released_when_the_response_closes(make):
     client, _ = make(feed_source=ScriptedSource(delay=0.01), max_viewers=1)
     for _ in range(3):  # each closed stream gives its slot back

@@ -29,6 +29,7 @@ from edge_app.web.uploads import MAX_PIXELS
 TOKEN_ENV = "EDGECLF_TOKEN"
 TOKEN_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 MAX_TOKEN_FILE = 4096  # bytes: a token file is one line, never /dev/zero
+MAX_UPLOAD_MB = 4096  # MiB: far above any photo; 1e308 would overflow the byte count
 
 
 def default_db() -> Path:
@@ -73,7 +74,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
     parser.add_argument(
-        "--max-upload-mb", type=finite_float, default=10.0, help="upload limit in MiB (default 10; 413 above it)"
+        "--max-upload-mb",
+        type=finite_float,
+        default=10.0,
+        help=f"upload limit in MiB, at most {MAX_UPLOAD_MB} (default 10; 413 above it)",
     )
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"largest image (default {MAX_PIXELS:,})")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown (default 5)")
@@ -167,8 +171,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
         parser.error("check --port (0-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
-    if not args.max_upload_mb > 0 or args.max_pixels < 1:
-        parser.error("--max-upload-mb and --max-pixels must be above 0")
+    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
+        parser.error(f"--max-upload-mb {args.max_upload_mb:g}: must be above 0 and at most {MAX_UPLOAD_MB} (MiB)")
+    if args.max_pixels < 1:
+        parser.error("--max-pixels must be above 0")
     if args.max_viewers is None:
         args.max_viewers = min(2, args.threads - 1)
     elif not 0 <= args.max_viewers < args.threads:
