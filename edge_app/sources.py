@@ -118,7 +118,9 @@ class OpenCVSource:
     A video file's unreadable frames (a damaged stretch) are skipped and counted in `skipped`,
     up to `max_unreadable` in a row: OpenCV's FFmpeg backend consumes one packet per failed
     read, so reading on finds the frames past the damage. The file ends when its declared
-    frame count is reached or `max_unreadable` reads in a row failed.
+    frame count is reached or `max_unreadable` reads in a row failed. A file that declares no
+    count (a raw MJPEG or H.264 stream) ends at the first failed read that did not move its
+    position: past its last frame that is every read.
     """
 
     max_unreadable = 1000
@@ -168,15 +170,29 @@ class OpenCVSource:
             return self._frame(image)
         failed = 0
         while True:
+            before = None if self.frame_count else self._position()
             ok, image = self._cap.read()
             if ok and image is not None:
                 if failed:
                     self._skipped_stretch(failed)
                 return self._frame(image)
             failed += 1
-            if failed >= self.max_unreadable or (self.frame_count and self._index + failed >= self.frame_count):
+            if failed >= self.max_unreadable or self._at_end(failed, before):
                 self._ended(failed)
                 return None
+
+    def _position(self) -> tuple[float, float]:
+        cv2 = preprocess._cv2()
+        return self._cap.get(cv2.CAP_PROP_POS_FRAMES), self._cap.get(cv2.CAP_PROP_POS_MSEC)
+
+    def _at_end(self, failed: int, before: tuple[float, float] | None) -> bool:
+        """After `failed` reads in a row: past the declared count; with none declared, a read that did not
+        move the position (frames and milliseconds from `before`), or one at the end of the file."""
+        if before is None:
+            return self._index + failed >= self.frame_count
+        frames, msec = self._position()
+        advanced = frames > before[0] or msec > before[1]
+        return not advanced or self._cap.get(preprocess._cv2().CAP_PROP_POS_AVI_RATIO) >= 1
 
     def _frame(self, image: np.ndarray) -> Frame:
         frame = Frame(image, self._index, self.name)

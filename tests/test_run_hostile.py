@@ -108,6 +108,42 @@ def test_intact_video_skips_nothing(tmp_path, capsys):
     assert "unreadable" not in captured.err and "summary: 20 frames" in captured.err
 
 
+class CountingCapture:
+    """A cv2.VideoCapture that counts its reads (its own attributes are read-only)."""
+
+    def __init__(self, cap: cv2.VideoCapture) -> None:
+        self.cap, self.reads = cap, 0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.reads += 1
+        return self.cap.read()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.cap, name)
+
+
+def test_video_without_a_frame_count_ends_without_a_warning(tmp_path, capsys):
+    """A raw MJPEG stream declares no frame count: its end is the first read that does not move the position,
+    not 1,000 failed reads and a 'giving up' warning about a file that is intact."""
+    video = numbered_video(tmp_path / "clip.mjpeg", frames=20, fourcc="MJPG")
+    cap = cv2.VideoCapture(str(video))
+    declared = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    cap.release()
+    assert not 0 < declared < 2**31, f"the container declares {declared} frames: the test proves nothing"
+    source = OpenCVSource(str(video))
+    source.open()
+    source._cap = capture = CountingCapture(source._cap)
+    delivered = [frame.index for frame in iter(source.read, None)]
+    source.close()
+    assert delivered == list(range(20)) and source.frame_count == 0 and source.skipped == 0
+    assert capture.reads <= 22, f"{capture.reads} reads for 20 frames"
+    assert capsys.readouterr().err == ""
+    assert run_main(["--model", str(MODEL), "--source", str(video), "--no-display"]) == 0
+    captured = capsys.readouterr()
+    assert [r["frame"] for r in records(captured.out)] == list(range(20))
+    assert "warning" not in captured.err and "(end of source)" in summary_line(captured.err)
+
+
 def _cli(*argv: str) -> list[str]:
     return [sys.executable, "-m", "edge_app", "--model", str(MODEL), "--no-display", *argv]
 
