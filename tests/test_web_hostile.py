@@ -422,9 +422,11 @@ def test_unexpected_errors_are_json_on_the_api(make, monkeypatch):
 
 
 @contextmanager
-def serve_process(model, tmp_path, *extra):
-    """`python -m edge_app.web.serve --port 0` in a subprocess: (process, port, stderr lines so far, queue)."""
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(model), "--port", "0"]
+def serve_process(model, tmp_path, *extra, code=None):
+    """`python -m edge_app.web.serve --port 0` in a subprocess: (process, port, stderr lines so far, queue).
+    `code`: run this program (`python -c`, given the same arguments) instead of the module."""
+    program = ["-c", code] if code else ["-m", "edge_app.web.serve"]
+    cmd = [sys.executable, *program, "--model", str(model), "--port", "0"]
     cmd += ["--db", str(tmp_path / "h.sqlite3"), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -456,6 +458,40 @@ def test_serve_exits_130_or_143_after_a_signal(converted, tmp_path, signum, code
     time.sleep(0.1)
     while not lines.empty():
         seen.append(lines.get())
+    assert any("server stopped" in line for line in seen), seen
+    assert not any("Traceback" in line for line in seen), seen
+
+
+# serve with its whole upload decode budget taken, as by a large upload being decoded: the next upload
+# waits for its share in a request thread, for up to 30 s
+BUDGET_TAKEN = """
+import sys
+from edge_app.web import serve, uploads
+uploads.UPLOAD_BUDGET.acquire(uploads.UPLOAD_BUDGET.total)
+raise SystemExit(serve.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_serve_stops_in_time_with_a_request_in_flight(converted, tmp_path, signum, code):
+    """waitress waited 5 s for the request threads after a signal: an upload waiting on the decode
+    budget held the exit past the 2 s the issue asks for."""
+    data, _ = images()[0]
+    head = "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+    with serve_process(converted["int8"], tmp_path, code=BUDGET_TAKEN) as (proc, port, seen, lines):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            conn.settimeout(1.0)
+            with pytest.raises(TimeoutError):  # no answer: the upload is in a request thread, waiting
+                conn.recv(1)
+            start = time.monotonic()
+            proc.send_signal(signum)
+            assert proc.wait(timeout=20) == code, seen
+            seconds = time.monotonic() - start
+    time.sleep(0.1)
+    while not lines.empty():
+        seen.append(lines.get())
+    assert seconds < 2.5, f"exited {seconds:.1f} s after {signal.Signals(signum).name}"
     assert any("server stopped" in line for line in seen), seen
     assert not any("Traceback" in line for line in seen), seen
 

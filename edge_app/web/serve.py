@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import secrets
@@ -30,6 +31,7 @@ TOKEN_ENV = "EDGECLF_TOKEN"
 TOKEN_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 MAX_TOKEN_FILE = 4096  # bytes: a token file is one line, never /dev/zero
 MAX_UPLOAD_MB = 4096  # MiB: far above any photo; 1e308 would overflow the byte count
+SIGNAL_GRACE = 1.0  # s that requests in flight get after a signal (waitress's own wait is 5 s; the deadline is 2 s)
 
 
 def default_db() -> Path:
@@ -157,7 +159,13 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
 
 
 class Stopped(KeyboardInterrupt):
-    """Raised in the main thread by SIGINT or SIGTERM: the server shuts down cleanly, then exits 128 + signum."""
+    """Raised in the main thread by SIGINT or SIGTERM: the server shuts down cleanly, then exits 128 + signum.
+
+    A KeyboardInterrupt because waitress's event loop lets only that, SystemExit and its own ExitNow
+    out of its handlers: any other exception raised while it reads or writes a request is logged and
+    swallowed, and the signal would be lost. Its run() then waits for the requests in flight, for
+    SIGNAL_GRACE (see _serve).
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -217,10 +225,15 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
         if feed:
             feed.stop()
         raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    # run() catches the signal's Stopped and calls shutdown() with its default 5 s wait for the request
+    # threads (an upload waiting for the decode budget can take 30 s): after SIGNAL_GRACE they are left
+    # (daemon threads, gone with the process) and the queued requests cancelled
+    dispatcher = server.task_dispatcher
+    dispatcher.shutdown = functools.partial(dispatcher.shutdown, cancel_pending=True, timeout=SIGNAL_GRACE)
     host = f"[{args.host}]" if ":" in args.host else args.host
     try:
         print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
-        server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (5 s at most)
+        server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (SIGNAL_GRACE at most)
     except (Stopped, OSError):  # Stopped: a signal just before run() began
         pass
     finally:
