@@ -496,6 +496,40 @@ def test_serve_stops_in_time_with_a_request_in_flight(converted, tmp_path, signu
     assert not any("Traceback" in line for line in seen), seen
 
 
+def test_shutdown_grace_holds_for_a_server_on_several_sockets():
+    """waitress on several sockets (`--host localhost` where it is 127.0.0.1 and ::1) waits for the request
+    threads twice: in run() after the interrupt and again in close(). The grace is for both together."""
+    waitress = pytest.importorskip("waitress")
+    started, release = threading.Event(), threading.Event()
+
+    def app(_environ, start_response):
+        started.set()
+        release.wait(30)
+        start_response("200 OK", [])
+        return [b""]
+
+    server = waitress.create_server(app, listen="127.0.0.1:0 127.0.0.1:0", threads=2)
+    assert type(server).__name__ == "MultiSocketServer"
+    serve.bound_shutdown(server, 1.0)
+    sent: list[float] = []
+
+    def interrupt() -> None:
+        assert started.wait(10)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)  # a KeyboardInterrupt in the main thread, inside run()
+
+    try:
+        with socket.create_connection(("127.0.0.1", int(server.effective_listen[0][1])), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            threading.Thread(target=interrupt, daemon=True).start()
+            server.run()  # returns on the interrupt, after shutdown()
+            server.close()  # shutdown() again
+            seconds = time.monotonic() - sent[0]
+    finally:
+        release.set()
+    assert 0.9 < seconds < 1.6, f"{seconds:.2f} s"
+
+
 def test_serve_refuses_a_huge_body_before_reading_it(converted, tmp_path):
     """waitress spools request bodies to disk before Flask sees them: its own limit must follow --max-upload-mb."""
     with serve_process(converted["int8"], tmp_path, "--max-upload-mb", "1") as (_proc, port, _seen, _lines):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import ipaddress
 import os
 import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -225,11 +225,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
         if feed:
             feed.stop()
         raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    # run() catches the signal's Stopped and calls shutdown() with its default 5 s wait for the request
-    # threads (an upload waiting for the decode budget can take 30 s): after SIGNAL_GRACE they are left
-    # (daemon threads, gone with the process) and the queued requests cancelled
-    dispatcher = server.task_dispatcher
-    dispatcher.shutdown = functools.partial(dispatcher.shutdown, cancel_pending=True, timeout=SIGNAL_GRACE)
+    bound_shutdown(server, SIGNAL_GRACE)
     host = f"[{args.host}]" if ":" in args.host else args.host
     try:
         print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
@@ -243,6 +239,25 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
         server.close()
         print(f"server stopped{f' by {signal.Signals(signum).name}' if signum else ''}", file=sys.stderr, flush=True)
     return 128 + signum if signum else 0
+
+
+def bound_shutdown(server: Any, grace: float) -> None:
+    """Make the wait for the request threads at shutdown `grace` seconds in all, however often it is called.
+
+    waitress's run() catches the signal's Stopped and calls the dispatcher's shutdown() with its default
+    5 s wait (a server on several sockets calls it again from close()); an upload waiting for the decode
+    budget can take 30 s. Threads still running after `grace` are left (daemon threads, gone with the
+    process) and the queued requests cancelled.
+    """
+    dispatcher = server.task_dispatcher
+    shutdown = dispatcher.shutdown
+    deadline: list[float] = []
+
+    def bounded(cancel_pending: bool = True, timeout: float = grace) -> bool:
+        deadline[:] = deadline or [time.monotonic() + grace]
+        return shutdown(cancel_pending=True, timeout=max(0.0, deadline[0] - time.monotonic()))
+
+    dispatcher.shutdown = bounded
 
 
 def _stop_on_signals(running: dict[str, Any]) -> dict[int, Any]:
