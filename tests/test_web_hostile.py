@@ -2,6 +2,7 @@
 requests and framing, leftovers of a kill -9, error messages, and signals. Flask's test client for
 the request rules; a real waitress server on 127.0.0.1 where threads matter; a subprocess for signals."""
 
+import hmac
 import http.client
 import io
 import json
@@ -120,6 +121,27 @@ def test_bearer_scheme_is_case_insensitive(make, scheme):
     client, _ = make(token=GOOD_TOKEN)
     assert client.get("/api/history", headers={"Authorization": f"{scheme} {GOOD_TOKEN}"}).status_code == 200
     assert client.get("/api/history", headers={"Authorization": f"{scheme} wrong-{GOOD_TOKEN}"}).status_code == 401
+
+
+def test_token_in_the_query_is_compared_in_constant_time(make, monkeypatch):
+    """The README promises constant-time comparison: the ?token= that sets the cookie too, not only the check."""
+    from edge_app.web import app as web_app
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(web_app.hmac, "compare_digest", compare_digest)
+    client, _ = make(token=GOOD_TOKEN)
+    r = client.get(f"/healthz?token={GOOD_TOKEN}")  # open: only the cookie step reads the token
+    assert r.status_code == 200 and "edgeclf_token" in r.headers.get("Set-Cookie", "")
+    assert compared == [(GOOD_TOKEN.encode(), GOOD_TOKEN.encode())]
+    for wrong in (f"wrong-{GOOD_TOKEN}", "%C3%A9" * 8):  # non-ASCII: compare_digest refuses str, bytes it takes
+        r = client.get(f"/healthz?token={wrong}")
+        assert r.status_code == 200 and "Set-Cookie" not in r.headers
 
 
 def test_empty_token_never_disables_auth(make):

@@ -203,7 +203,8 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
     @app.after_request
     def remember_token(response: Any) -> Any:
-        if config.token and request.args.get("token") == config.token:
+        given = request.args.get("token")
+        if config.token and given and hmac.compare_digest(given.encode(), config.token.encode()):
             response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # no other site may frame a page (clickjacking the delete button) or run script in it
