@@ -93,11 +93,15 @@ def reduction(header: ImageHeader) -> int:
     return factor
 
 
+def out_pixels(header: ImageHeader, factor: int) -> int:
+    """Pixels of `header`'s image decoded at 1/`factor` scale (libjpeg rounds up)."""
+    return -(-header.width // factor) * -(-header.height // factor)
+
+
 def decode_bytes_needed(header: ImageHeader, factor: int) -> int:
     """Estimated peak memory of decoding `header` at 1/`factor` scale."""
-    out_pixels = -(-header.width // factor) * -(-header.height // factor)
     per_pixel = BYTES_PER_PIXEL.get(header.format, DEFAULT_BYTES_PER_PIXEL) * header.sample_bytes
-    return int(out_pixels * per_pixel) + header.coefficient_bytes
+    return int(out_pixels(header, factor) * per_pixel) + header.coefficient_bytes
 
 
 def probe_checked(head: bytes | np.ndarray, limits: DecodeLimits) -> tuple[ImageHeader, int, int]:
@@ -154,7 +158,7 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
             raise ImageRejected(f"corrupt {header.format} image: {reason}") from None
         if image is None or image.size == 0:
             raise ImageRejected(f"corrupt {header.format} image: it could not be decoded")
-        if image.shape[0] * image.shape[1] > -(-header.width // factor) * -(-header.height // factor):
+        if image.shape[0] * image.shape[1] > out_pixels(header, factor):
             # a header the decoder read differently: never hand on more than was checked
             raise ImageRejected(
                 f"{header.format} image decoded to {image.shape[1]}x{image.shape[0]}, more than the "

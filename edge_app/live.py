@@ -112,7 +112,6 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signal: str | None = None
         self.signum: int | None = None
         self._saved: dict[int, Any] = {}
 
@@ -124,8 +123,12 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.signum = signum
-        self.signal = signal.Signals(signum).name
         self.event.set()
+
+    @property
+    def signal(self) -> str | None:
+        """The signal's name ('SIGINT'), None before one arrived."""
+        return None if self.signum is None else signal.Signals(self.signum).name
 
     @property
     def exit_code(self) -> int | None:

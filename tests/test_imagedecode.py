@@ -213,11 +213,12 @@ def test_opencv_pixel_limit_is_set_before_cv2_loads():
 
 
 def test_upload_decoder_refuses_the_one_bit_png_bomb():
-    from edge_app.web.uploads import BadUpload, decode
+    from edge_app.web.uploads import BadUpload, decoded
 
-    with pytest.raises(BadUpload, match="6000x6000 PNG image needs about"):
-        decode(one_bit_png(6000))
-    assert decode(one_bit_png(2000)).shape == (2000, 2000, 3)
+    with pytest.raises(BadUpload, match="6000x6000 PNG image needs about"), decoded(one_bit_png(6000)):
+        pass
+    with decoded(one_bit_png(2000)) as image:
+        assert image.shape == (2000, 2000, 3)
 
 
 def test_file_limits_refuse_huge_files(tmp_path, monkeypatch):

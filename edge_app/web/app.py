@@ -180,6 +180,10 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
                 return error(403, "cross-origin request refused")
         return None
 
+    def token_matches(given: str | None) -> bool:
+        """`given` is the token, compared in constant time."""
+        return bool(config.token and given and hmac.compare_digest(given.encode(), config.token.encode()))
+
     @app.before_request
     def authenticate() -> Any:
         if not config.token or request.endpoint in OPEN_ENDPOINTS:
@@ -189,7 +193,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
             given = credentials.strip()
         else:
             given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
-        if not given or not hmac.compare_digest(given.encode(), config.token.encode()):
+        if not token_matches(given):
             return error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' or open /?token=TOKEN")
         return None
 
@@ -203,8 +207,7 @@ def create_app(shared: SharedClassifier, history: History, config: WebConfig, fe
 
     @app.after_request
     def remember_token(response: Any) -> Any:
-        given = request.args.get("token")
-        if config.token and given and hmac.compare_digest(given.encode(), config.token.encode()):
+        if token_matches(request.args.get("token")):
             response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # no other site may frame a page (clickjacking the delete button) or run script in it

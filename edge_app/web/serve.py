@@ -219,7 +219,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
             port=args.port,
             threads=args.threads,
             # waitress spools a body to disk before Flask can refuse it: stop at the upload limit (+ form overhead)
-            max_request_body_size=int(args.max_upload_mb * 1024 * 1024) + 64 * 1024,
+            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
         )
     except OSError as exc:
         if feed:

@@ -47,9 +47,3 @@ def decoded(data: bytes, max_pixels: int = MAX_PIXELS) -> Iterator[np.ndarray]:
                 message = "not an image: upload a JPEG, PNG, BMP or WebP file"
             raise BadUpload(message) from None
         yield image
-
-
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Validate and decode an uploaded image (budget released on return); BadUpload otherwise."""
-    with decoded(data, max_pixels) as image:
-        return image
