@@ -33,15 +33,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "models" / "samples" / "cat.jpg"
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+def grey_png(width: int, height: int, depth: int, rows: bytes) -> bytes:
+    """A greyscale PNG with this header and these (filtered, uncompressed) rows; the rows may be fewer
+    than the header declares, which makes a header-only bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
 
 
 def one_bit_png(side: int = 6000) -> bytes:
     """A valid all-black 1-bit PNG: a few KB on the wire, side^2 pixels once decoded."""
-    rows = (b"\x00" + b"\x00" * ((side + 7) // 8)) * side
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(rows, 9)) + _chunk(b"IEND", b"")
+    return grey_png(side, side, 1, (b"\x00" + b"\x00" * ((side + 7) // 8)) * side)
 
 
 def photo(width: int, height: int, ext: str) -> bytes:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.web_memory import grey_png, one_bit_png
 from edge_app import datasets, imagedecode, sources
 from edge_app.imagedecode import DecodeBusy, DecodeLimits, ImageRejected, MemoryBudget
 from edge_app.imageheader import probe
@@ -24,23 +25,9 @@ from tests.fakes import pattern
 TINY_MODEL = ROOT / "models" / "airbench_tiny_int8.tflite"
 
 
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A valid-looking PNG header declaring a huge 8-bit grey image, with a few compressed zero rows."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * (width + 1) * 4, 9)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-
-
-def one_bit_png(side: int) -> bytes:
-    """A real, fully valid 1-bit PNG of side x side black pixels: a few KB that decode to side^2 x 3 bytes."""
-    row = b"\x00" + b"\x00" * ((side + 7) // 8)
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    idat = zlib.compress(row * side, 9)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    return grey_png(width, height, 8, b"\x00" * (width + 1) * 4)
 
 
 def gif(image_bgr: np.ndarray) -> bytes:

@@ -312,27 +312,26 @@ def _run_in_process(source, sig, monkeypatch, after=None, delay=0.3):
     return code, seconds
 
 
-@SIGNALS
-def test_signal_while_the_source_is_stuck_opening(sig, monkeypatch, capsys):
-    source = StallingSource(stall_open=True, stall=8.0)
+def _signal_a_stuck_source(source, sig, monkeypatch, capsys) -> str:
+    """Signal a run whose source is stuck in a driver call; it must exit 130 / 143 within 5 s. Its stderr."""
     try:
         code, seconds = _run_in_process(source, sig, monkeypatch, source.stalled)
     finally:
         source.release()
     err = capsys.readouterr().err
     assert code == EXIT[sig] and seconds < 5, err
+    return err
+
+
+@SIGNALS
+def test_signal_while_the_source_is_stuck_opening(sig, monkeypatch, capsys):
+    err = _signal_a_stuck_source(StallingSource(stall_open=True, stall=8.0), sig, monkeypatch, capsys)
     assert "summary: 0 frames" in err and f"({sig.name})" in err
 
 
 @SIGNALS
 def test_signal_while_a_read_is_stuck(sig, monkeypatch, capsys):
-    source = StallingSource(frames=3, stall_open=False, stall=8.0)
-    try:
-        code, seconds = _run_in_process(source, sig, monkeypatch, source.stalled)
-    finally:
-        source.release()
-    err = capsys.readouterr().err
-    assert code == EXIT[sig] and seconds < 5, err
+    err = _signal_a_stuck_source(StallingSource(frames=3, stall_open=False, stall=8.0), sig, monkeypatch, capsys)
     assert f"({sig.name})" in summary_line(err) and "summary: 0 frames" not in err
 
 
