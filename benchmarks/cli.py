@@ -11,8 +11,8 @@ from pathlib import Path
 from benchmarks import bench, device, report
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
-from edge_app.run import MODELS_DIR
 from edge_app.runtime import RUNTIMES
+from edge_app.shipped import MODELS_DIR
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_KERAS = MODELS_DIR / "tutorial_cnn.keras"

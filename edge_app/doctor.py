@@ -152,7 +152,8 @@ def check_camera_and_display() -> list[Check]:
 def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
     """Load `model` (default: the shipped one) with `labels` if given, and classify the sample images."""
     from edge_app.classifier import Classifier
-    from edge_app.run import MODELS_DIR, default_model
+    from edge_app.run import default_model
+    from edge_app.shipped import MODELS_DIR
     from edge_app.sources import read_image
 
     path = model or default_model()

@@ -16,10 +16,8 @@ from edge_app.errors import EdgeClfError
 from edge_app.live import LiveOptions, StopFlag, Summary, run_live
 from edge_app.overlay import gui_available
 from edge_app.runtime import RUNTIMES
+from edge_app.shipped import DEFAULT_MODEL
 from edge_app.sources import parse_source
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "airbench_whiten_int8.tflite"
 
 
 def default_model() -> Path:

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.run import MODELS_DIR
 from edge_app.run import main as run_main
+from edge_app.shipped import MODELS_DIR
 from edge_app.sources import OpenCVSource
 from tests.conftest import ROOT
 from tests.fakes import ScriptedSource, StallingSource

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.run import DEFAULT_MODEL, MODELS_DIR
 from edge_app.run import main as run_main
+from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
 from tests.conftest import COLOURS, colour_images
 from tests.fakes import ScriptedSource
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.web_load import SAMPLES, start_server
-from edge_app.run import DEFAULT_MODEL
+from edge_app.shipped import DEFAULT_MODEL
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"

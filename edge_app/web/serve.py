@@ -19,8 +19,9 @@ from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
-from edge_app.run import DEFAULT_MODEL, default_model
+from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
+from edge_app.shipped import DEFAULT_MODEL
 from edge_app.sources import parse_source
 from edge_app.web.app import LOOPBACK_NAMES, MIN_TOKEN_CHARS, WebConfig, create_app, token_problem
 from edge_app.web.feed import LiveFeed, SharedClassifier
