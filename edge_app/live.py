@@ -22,6 +22,7 @@ from edge_app.classifier import Classifier
 from edge_app.errors import EdgeClfError
 from edge_app.overlay import VideoSink, Window, annotate
 from edge_app.sources import Frame
+from edge_app.timings import Timings
 
 
 @dataclass(frozen=True)
@@ -82,22 +83,27 @@ class Summary:
 
     frames: int = 0
     seconds: float = 0.0
-    infer_ms: list[float] = field(default_factory=list)
+    infer_ms: Timings = field(default_factory=Timings)  # streaming: a run of weeks holds no per-frame list
     dropped: int = 0
     reconnects: int = 0
     collected: int = 0
     skipped: int = 0  # unreadable frames of a damaged video, unreadable images
     reason: str = "end of source"
 
+    def add_frame(self, infer_ms: float) -> None:
+        """Count one classified frame and its inference time."""
+        self.frames += 1
+        self.infer_ms.add(infer_ms)
+
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        ms = np.asarray(self.infer_ms) if self.infer_ms else np.zeros(1)
+        ms = self.infer_ms
         return (
             f"summary: {self.frames} frames in {self.seconds:.1f} s ({self.reason}), mean {self.fps:.1f} FPS, "
-            f"inference mean {ms.mean():.2f} ms p90 {np.percentile(ms, 90):.2f} ms, "
+            f"inference mean {ms.mean:.2f} ms p90 {ms.percentile(90):.2f} ms, "
             f"{self.dropped} stale frames dropped, {self.reconnects} reconnects"
             + (f", {self.skipped} unreadable frames skipped" if self.skipped else "")
             + (f", {self.collected} frames collected" if self.collected else "")
@@ -210,8 +216,7 @@ def run_live(
             if last is not None and now > last:
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
-            summary.frames += 1
-            summary.infer_ms.append(infer_ms)
+            summary.add_frame(infer_ms)
             if options.json_lines:
                 print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
             if window or sink:

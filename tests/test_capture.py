@@ -72,7 +72,9 @@ def test_smoother_and_summary():
     assert np.allclose(smoother.update(b), [0.5, 0.5])
     smoother.update(b)
     assert np.allclose(smoother.update(b), [0.0, 1.0])  # the window forgets the first frame
-    summary = Summary(frames=10, seconds=2.0, infer_ms=[1.0] * 9 + [11.0], dropped=3, reason="SIGINT")
+    summary = Summary(seconds=2.0, dropped=3, reason="SIGINT")
+    for ms in [1.0] * 9 + [11.0]:
+        summary.add_frame(ms)
     line = summary.line()
     assert "10 frames in 2.0 s (SIGINT), mean 5.0 FPS, inference mean 2.00 ms p90 2.00 ms, 3 stale frames" in line
 
