@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app import preprocess
-from edge_app.sources import Frame, SourceError
+from edge_app.sources import CameraSettings, Frame, SourceError
 
 MODEL_FILE = Path("/proc/device-tree/model")
 
@@ -53,14 +53,14 @@ class Picamera2Source:
 
     def __init__(
         self,
-        size: tuple[int, int] = (640, 480),
-        lores: tuple[int, int] = (320, 240),
+        camera: CameraSettings | None = None,
         factory: Callable[[], Any] | None = None,
         model: str | None = None,
     ) -> None:
         self.name = "picamera2"
-        self.size = size
-        self.lores = lores
+        self.camera = camera or CameraSettings()
+        self.size = self.camera.size
+        self.lores = (320, 240)
         self._factory = factory
         self._model = model
         self._cam: Any = None

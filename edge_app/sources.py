@@ -29,6 +29,22 @@ class SourceError(EdgeClfError):
     """A source cannot be opened or stopped delivering frames."""
 
 
+@dataclass(frozen=True)
+class CameraSettings:
+    """How to drive a camera: resolution, frame-rate cap, flips, and how long a read may wait for a frame."""
+
+    size: tuple[int, int] = (640, 480)
+    fps: float = 30.0
+    hflip: bool = False
+    vflip: bool = False
+    stall_timeout: float = 5.0
+
+
+def camera_settings(camera: CameraSettings | tuple[int, int]) -> CameraSettings:
+    """`camera` as CameraSettings; a plain (w, h) is the size (the form run and serve passed before)."""
+    return camera if isinstance(camera, CameraSettings) else CameraSettings(size=(int(camera[0]), int(camera[1])))
+
+
 @dataclass
 class Frame:
     """One captured frame: `image` (BGR) to show and save, `infer` (BGR) to classify when smaller."""
@@ -126,11 +142,12 @@ class OpenCVSource:
     max_unreadable = 1000
     max_warnings = 10  # one line per damaged stretch, then only the count in the summary
 
-    def __init__(self, spec: str | int, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, spec: str | int, camera: CameraSettings | None = None) -> None:
         self.spec = spec
         self.name = f"camera {spec}" if isinstance(spec, int) else str(spec)
         self.live = isinstance(spec, int) or bool(URL.match(str(spec)))
-        self.size = size
+        self.camera = camera
+        self.size = camera.size if camera else None
         self._cap: Any = None
         self._index = 0  # a file's position: frames delivered and frames skipped
         self.fps = 0.0
@@ -228,16 +245,17 @@ class OpenCVSource:
             self._cap = None
 
 
-def parse_source(spec: str | None, size: tuple[int, int] = (640, 480)) -> FrameSource:
+def parse_source(spec: str | None, camera: CameraSettings | tuple[int, int] = CameraSettings()) -> FrameSource:
     """`picamera2`, a camera index, a URL, a video file, an image / folder / glob; None: first camera."""
+    camera = camera_settings(camera)
     if spec is None:
-        return first_camera(size)
+        return first_camera(camera)
     if spec == "picamera2":
         from edge_app.picamera import Picamera2Source
 
-        return Picamera2Source(size)
+        return Picamera2Source(camera)
     if spec.isdigit():
-        return OpenCVSource(int(spec), size)
+        return OpenCVSource(int(spec), camera)
     if URL.match(spec):
         return OpenCVSource(spec)
     path = Path(spec)
@@ -246,16 +264,16 @@ def parse_source(spec: str | None, size: tuple[int, int] = (640, 480)) -> FrameS
     return ImageSource(spec)
 
 
-def first_camera(size: tuple[int, int], dev: Path = Path("/dev")) -> FrameSource:
+def first_camera(camera: CameraSettings = CameraSettings(), dev: Path = Path("/dev")) -> FrameSource:
     """A Pi camera through picamera2 if there is one, else the first /dev/video* device that delivers."""
     from edge_app.picamera import Picamera2Source, cameras_available
 
     if cameras_available():
-        return Picamera2Source(size)
+        return Picamera2Source(camera)
     # On a Pi, /dev/video10+ are the codec and ISP nodes: only a node that delivers a frame counts.
     indices = sorted(int(d.name[5:]) for d in dev.glob("video*") if d.name[5:].isdigit())
     for index in indices:
-        source = OpenCVSource(index, size)
+        source = OpenCVSource(index, camera)
         try:
             source.open()
             delivered = source.read() is not None
@@ -264,7 +282,7 @@ def first_camera(size: tuple[int, int], dev: Path = Path("/dev")) -> FrameSource
         finally:
             source.close()
         if delivered:
-            return OpenCVSource(index, size)
+            return OpenCVSource(index, camera)
     raise SourceError(
         "no camera found (no picamera2 camera, no /dev/video*); pass --source with a video file, "
         "an image folder or a stream URL, e.g. --source models/samples/clip.mp4"

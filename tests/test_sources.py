@@ -1,10 +1,9 @@
 import cv2
-import numpy as np
 import pytest
 
-from edge_app.picamera import Picamera2Source, pi_model
+from edge_app.picamera import Picamera2Source
 from edge_app.sources import ImageSource, OpenCVSource, SourceError, first_camera, parse_source
-from tests.fakes import FakePicamera2, pattern
+from tests.fakes import pattern
 
 
 def write_video(path, frames=12, size=(64, 48), fps=10.0):
@@ -64,45 +63,3 @@ def test_no_camera_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("edge_app.picamera.cameras_available", lambda: False)
     with pytest.raises(SourceError, match="no camera found.*--source"):
         first_camera((640, 480), dev=tmp_path)
-
-
-@pytest.mark.parametrize("pi5", [False, True])
-def test_picamera2_main_and_lores(pi5):
-    model = "Raspberry Pi 5 Model B Rev 1.0" if pi5 else "Raspberry Pi 4 Model B Rev 1.5"
-    source = Picamera2Source((320, 240), (160, 120), factory=lambda: FakePicamera2(pi5=pi5), model=model)
-    source.open()
-    cam = FakePicamera2.instances[-1]
-    assert cam.started and cam.config["lores"]["format"] == ("RGB888" if pi5 else "YUV420")
-    assert cam.config["main"] == {"size": (320, 240), "format": "RGB888"}
-    frame = source.read()
-    assert frame.image.shape == (240, 320, 3)
-    assert np.array_equal(frame.image, cam.main_image)  # RGB888 is already B,G,R: no swap
-    expected = pattern(160, 120, seed=0)
-    assert frame.infer.shape == (120, 160, 3)
-    error = np.abs(frame.infer.astype(int) - expected.astype(int)).mean()
-    assert error < (1 if pi5 else 4)  # YUV420 round trip loses a little chroma
-    source.close()
-    assert cam.closed and not cam.started
-
-
-def test_picamera2_rgb_lores_refused_on_pi4_is_a_clear_error():
-    source = Picamera2Source(factory=lambda: FakePicamera2(pi5=False), model="Raspberry Pi 5")  # wrong guess
-    with pytest.raises(SourceError, match="cannot start the Pi camera: lores stream must be YUV"):
-        source.open()
-
-
-def test_picamera2_failure_mid_run():
-    source = Picamera2Source(factory=lambda: FakePicamera2(fail_after=2), model="")
-    source.open()
-    source.read()
-    source.read()
-    with pytest.raises(SourceError, match="stopped delivering frames"):
-        source.read()
-
-
-def test_pi_model(tmp_path):
-    (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
-    assert pi_model(tmp_path / "model") == "Raspberry Pi 4 Model B Rev 1.4"
-    (tmp_path / "other").write_bytes(b"QEMU Virtual Machine\x00")
-    assert pi_model(tmp_path / "other") is None
-    assert pi_model(tmp_path / "absent") is None

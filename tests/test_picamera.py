@@ -1,0 +1,138 @@
+"""The Pi camera source against FakePicamera2, a fake that behaves as picamera2's source reads."""
+
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+
+from edge_app.picamera import Picamera2Source, pi_model
+from edge_app.sources import CameraSettings, SourceError
+from tests.fakes import (
+    CSI_CAMERA,
+    USB_CAMERA,
+    ColorSpace,
+    Transform,
+    encode_yuv420,
+    install_picamera2,
+    pattern,
+    yuv420_stride,
+)
+
+
+def started(cls, camera_num=0, **config):
+    cam = cls(camera_num)
+    cam.configure(cam.create_preview_configuration(**config))
+    cam.start()
+    return cam
+
+
+# The fake itself: each test pins one awkward part of picamera2 that the source must cope with.
+
+
+def test_fake_yuv420_is_padded_planes_in_the_colour_space_asked_for():
+    bgr = pattern(320, 240)
+    stride = yuv420_stride(320)
+    assert stride > 320
+    full = encode_yuv420(bgr, ColorSpace.Sycc(), stride)
+    assert full.shape == (360, stride) and full.dtype == np.uint8
+    assert (full[:240, 320:] != 0).all()  # Y rows: garbage past the image
+    u_rows = full[240:300].reshape(120, stride // 2)  # U: 120 rows of stride/2 bytes, two per array row
+    assert (u_rows[:, 160:] != 0).all() and (full[300:].reshape(120, stride // 2)[:, 160:] != 0).all()
+    white = encode_yuv420(np.full((4, 4, 3), 255, np.uint8), ColorSpace.Sycc(), 64)
+    assert white[0, 0] == 255 and white[4, 0] == 128  # sYCC: full range, Y 0..255
+    white = encode_yuv420(np.full((4, 4, 3), 255, np.uint8), ColorSpace.Smpte170m(), 64)
+    assert white[0, 0] == 235 and white[4, 0] == 128  # SMPTE 170M: limited, Y 16..235
+
+
+def test_fake_stall_times_out_like_picamera2_and_stop_waits_behind_the_job(monkeypatch):
+    cls = install_picamera2(monkeypatch, stall_after=1, hang_limit=0.3)
+    cam = started(cls, main={"size": (64, 48), "format": "RGB888"})
+    (main,), _ = cam.capture_arrays(["main"], wait=1.0)
+    assert main.shape == (48, 64, 3)
+    with pytest.raises(concurrent.futures.TimeoutError):  # Future.result(timeout): builtins.TimeoutError on 3.11
+        cam.capture_arrays(["main"], wait=0.05)
+    with pytest.raises(AssertionError, match="hangs"):  # the timed-out job is still queued
+        cam.stop()
+    with pytest.raises(AssertionError, match="blocks forever"):
+        cam.capture_arrays(["main"])
+    cam.cancel_all_and_flush()
+    cam.stop()
+    assert not cam.started and cam.cancelled == 3  # both captures and the first stop() were queued
+
+
+def test_fake_capture_without_wait_is_released_only_by_cancel(monkeypatch):
+    cls = install_picamera2(monkeypatch, stall_after=0)
+    cam = started(cls)
+    errors = []
+
+    def capture():
+        try:
+            cam.capture_arrays(["main"])
+        except BaseException as exc:  # noqa: BLE001 - the test checks its type
+            errors.append(exc)
+
+    thread = threading.Thread(target=capture)
+    thread.start()
+    thread.join(0.2)
+    assert thread.is_alive()
+    cam.cancel_all_and_flush()
+    thread.join(1)
+    assert [type(e) for e in errors] == [concurrent.futures.CancelledError]  # Job.cancel's exception
+
+
+def test_fake_refuses_what_libcamera_refuses(monkeypatch):
+    cls = install_picamera2(monkeypatch)
+    cam = cls()
+    with pytest.raises(RuntimeError, match="lores stream must be YUV"):  # a Pi 4 (VC4)
+        cam.configure(cam.create_preview_configuration(lores={"size": (320, 240), "format": "RGB888"}))
+    with pytest.raises(RuntimeError, match="may not exceed main"):
+        cam.configure(cam.create_preview_configuration(main={"size": (160, 120)}, lores={"size": (320, 240)}))
+    with pytest.raises(RuntimeError, match="Colour space has incorrect type"):
+        cam.configure(cam.create_preview_configuration(colour_space="SMPTE170M"))
+    config = cam.create_preview_configuration(main={"size": (641, 481)}, transform=Transform(hflip=1))
+    assert config["main"]["size"] == (640, 480)  # picamera2 rounds sizes down to even
+    config["controls"]["FrameRate"] = 25
+    cam.configure(config)
+    assert cam.controls["FrameDurationLimits"] == (40000, 40000)
+    pisp = install_picamera2(monkeypatch, pisp=True)()
+    pisp.configure(pisp.create_preview_configuration(lores={"size": (320, 240), "format": "RGB888"}))
+
+
+def test_fake_lists_usb_cameras_like_picamera2(monkeypatch):
+    cls = install_picamera2(monkeypatch, cameras=[USB_CAMERA, CSI_CAMERA])
+    assert [info["Model"] for info in cls.global_camera_info()] == ["imx708", "HD Pro Webcam C920"]
+    assert cls(0).info["Num"] == 1  # picamera2 maps its index to libcamera's through the sorted list
+    cls.sorts_usb_last = False  # older picamera2: libcamera's order
+    assert cls.global_camera_info()[0]["Model"] == "HD Pro Webcam C920"
+
+
+# The source.
+
+
+def test_picamera2_rgb_lores_refused_on_pi4_is_a_clear_error(monkeypatch):
+    cls = install_picamera2(monkeypatch, pisp=False)
+    source = Picamera2Source(factory=cls, model="Raspberry Pi 5")  # a wrong guess of the platform
+    with pytest.raises(SourceError, match="cannot start the Pi camera: lores stream must be YUV"):
+        source.open()
+    assert cls.instances[-1].closed
+
+
+def test_picamera2_failure_mid_run(monkeypatch):
+    cls = install_picamera2(monkeypatch, fail_after=2)
+    source = Picamera2Source(CameraSettings(), factory=cls, model="")
+    source.open()
+    source.read()
+    source.read()
+    with pytest.raises(SourceError, match="stopped delivering frames"):
+        source.read()
+    source.close()
+    assert cls.instances[-1].closed
+
+
+def test_pi_model(tmp_path):
+    (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert pi_model(tmp_path / "model") == "Raspberry Pi 4 Model B Rev 1.4"
+    (tmp_path / "other").write_bytes(b"QEMU Virtual Machine\x00")
+    assert pi_model(tmp_path / "other") is None
+    assert pi_model(tmp_path / "absent") is None
