@@ -18,10 +18,12 @@ from edge_app.errors import EdgeClfError
 TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # tempfile.mkstemp's, so leftovers look the same
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], None], fsync: bool = True) -> Path:
     """Call `write(tmp_path)` and rename the result onto `path`; never leaves a half file.
 
     A new file gets 0666 less the umask, as `open()` would give it; a replaced file keeps its mode.
+    `fsync=False` skips both fsyncs: still never a half file, but a power cut may lose the newest
+    files (for frequent, expendable writes such as collected frames: each fsync wears an SD card).
     """
     path = Path(path)
     try:
@@ -31,11 +33,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise EdgeClfError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         write(tmp_path)
-        fd = os.open(tmp_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if fsync:
+            fd = os.open(tmp_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.chmod(tmp_path, _existing_mode(path, new_mode))
         os.replace(tmp_path, path)
     except OSError as exc:
@@ -44,7 +47,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if fsync:
+        _fsync_folder(path.parent)
     return path
 
 
@@ -94,9 +98,9 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Path:
+    """Write bytes atomically (`fsync`: see atomic_write)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), fsync)
 
 
 def write_text(path: str | Path, text: str) -> Path:

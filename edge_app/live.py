@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 import signal
 import sys
 import threading
@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edge_app import files, preprocess
+from edge_app import preprocess
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
+from edge_app.collector import CollectLimits, Collector
 from edge_app.errors import EdgeClfError
 from edge_app.overlay import VideoSink, Window, annotate
 from edge_app.sources import Frame
@@ -36,6 +37,8 @@ class LiveOptions:
     duration: float | None = None
     save_video: Path | None = None
     collect: Path | None = None
+    collect_limits: CollectLimits = CollectLimits()
+    json_every: float = 0.0  # seconds between JSON lines (0: every frame); a change of label prints at once
 
 
 class Smoother:
@@ -146,21 +149,6 @@ class StopFlag:
         self._saved.clear()
 
 
-def safe_name(label: str) -> str:
-    """A label as one safe path component ('T-shirt/top' -> 'T-shirt_top'; never '.' or '..')."""
-    name = re.sub(r"[^\w.-]+", "_", label).strip("._") or "unlabelled"
-    return name
-
-
-def _collect(root: Path, frame: Frame, label: str) -> Path:
-    cv2 = preprocess._cv2()
-    stamp = datetime.fromtimestamp(frame.timestamp, UTC).strftime("%Y%m%dT%H%M%S%f")
-    ok, data = cv2.imencode(".jpg", frame.image)
-    if not ok:
-        raise EdgeClfError("could not encode a frame as JPEG")
-    return files.write_bytes(root / safe_name(label) / f"{stamp}-{frame.index:06d}.jpg", data.tobytes())
-
-
 def _record(
     frame: Frame, top: list[tuple[str, float]], uncertain: bool, pre_ms: float, infer_ms: float, fps: float
 ) -> str:
@@ -178,6 +166,17 @@ def _record(
     )
 
 
+def _collector(options: LiveOptions) -> Collector | None:
+    """The collector of `--collect`, or None (also when its folder cannot be used: the run goes on)."""
+    if options.collect is None:
+        return None
+    try:
+        return Collector(options.collect, options.collect_limits)
+    except EdgeClfError as exc:
+        print(f"warning: {exc}; collecting stopped", file=sys.stderr)
+        return None
+
+
 def run_live(
     clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO | None = None, stop: StopFlag | None = None
 ) -> Summary:
@@ -193,9 +192,10 @@ def run_live(
     window = Window() if options.display else None
     source = grabber.source
     sink = VideoSink(options.save_video, getattr(source, "fps", 0.0), source.live) if options.save_video else None
-    collect = options.collect
+    collector = _collector(options)
     fps = 0.0
     last = None
+    printed_label, printed_at = None, -math.inf
     start = time.monotonic()
     try:
         while not stop.event.is_set():
@@ -217,8 +217,10 @@ def run_live(
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
             summary.add_frame(infer_ms)
-            if options.json_lines:
+            label = "uncertain" if uncertain else top[0][0]
+            if options.json_lines and (label != printed_label or now - printed_at >= options.json_every):
                 print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
+                printed_label, printed_at = label, now
             if window or sink:
                 shown = annotate(frame.image, top, uncertain, infer_ms, fps)
                 if sink:
@@ -226,13 +228,13 @@ def run_live(
                 if window and not window.show(shown):
                     summary.reason = "q pressed"
                     break
-            if collect and uncertain:
+            if collector and uncertain:
                 try:
-                    _collect(collect, frame, top[0][0])
-                    summary.collected += 1
+                    if collector.offer(frame, top[0][0]):
+                        summary.collected += 1
                 except EdgeClfError as exc:
                     print(f"warning: {exc}; collecting stopped", file=sys.stderr)
-                    collect = None
+                    collector = None
     except BrokenPipeError:
         summary.reason = "output closed"
     finally:

@@ -12,6 +12,7 @@ from edge_app.argtypes import finite_float
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
+from edge_app.collector import CollectLimits
 from edge_app.errors import EdgeClfError
 from edge_app.live import LiveOptions, StopFlag, Summary, run_live
 from edge_app.overlay import gui_available
@@ -66,8 +67,39 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     shown.add_argument("--display", dest="display", action="store_true", default=None, help="show a window")
     shown.add_argument("--no-display", dest="display", action="store_false", help="headless: JSON lines only")
     parser.add_argument("--json", action="store_true", help="print JSON lines in display mode too")
+    parser.add_argument(
+        "--json-every",
+        type=finite_float,
+        metavar="S",
+        help="at most one JSON line per S seconds, and one at once when the label changes (0: every frame; "
+        "default 1 for cameras and streams, 0 for video files and images)",
+    )
     parser.add_argument("--save-video", type=Path, help="write the annotated stream to this .mp4 / .avi")
-    parser.add_argument("--collect", type=Path, help="save frames below --threshold to DIR/<predicted_label>/")
+    parser.add_argument(
+        "--collect", type=Path, metavar="DIR", help="save frames below --threshold to DIR/<predicted_label>/"
+    )
+    limits = CollectLimits()
+    parser.add_argument(
+        "--collect-every",
+        type=finite_float,
+        default=limits.every,
+        metavar="S",
+        help=f"save at most one frame per predicted label every S seconds (default {limits.every:g}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--collect-max-mb",
+        type=finite_float,
+        default=limits.max_mb,
+        metavar="MB",
+        help=f"keep at most MB MiB of frames in DIR, deleting the oldest first (default {limits.max_mb:g}; 0: no cap)",
+    )
+    parser.add_argument(
+        "--collect-min-free-mb",
+        type=finite_float,
+        default=limits.min_free_mb,
+        metavar="MB",
+        help=f"pause saving while the filesystem has under MB MiB free (default {limits.min_free_mb:g}; 0: no floor)",
+    )
     parser.add_argument("--max-frames", type=int, help="stop after N classified frames")
     parser.add_argument("--duration", type=finite_float, help="stop after S seconds")
     parser.add_argument("--size", type=_size, default=(640, 480), help="camera resolution WxH (default 640x480)")
@@ -87,6 +119,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (args.duration is not None and args.duration <= 0, "--duration must be positive"),
         (args.threads is not None and args.threads < 1, "--threads must be at least 1"),
         (args.retries < 0, "--retries must be 0 or more"),
+        (args.json_every is not None and args.json_every < 0, "--json-every must be 0 or more"),
+        (args.collect_every < 0, "--collect-every must be 0 or more"),
+        (args.collect_max_mb < 0, "--collect-max-mb must be 0 or more"),
+        (args.collect_min_free_mb < 0, "--collect-min-free-mb must be 0 or more"),
     ]
     for failed, message in bad:
         if failed:
@@ -141,6 +177,8 @@ def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
         duration=args.duration,
         save_video=args.save_video,
         collect=args.collect,
+        collect_limits=CollectLimits(args.collect_every, args.collect_max_mb, args.collect_min_free_mb),
+        json_every=args.json_every if args.json_every is not None else (1.0 if source.live else 0.0),
     )
     grabber = Grabber(source, retries=args.retries).start(stop.event)  # opens in its thread; a signal ends the wait
     return run_live(clf, grabber, options, stop=stop), source.name

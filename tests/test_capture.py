@@ -107,7 +107,7 @@ def test_safe_collect_names_and_realtime_video(tmp_path):
     import cv2
     import numpy as np
 
-    from edge_app.live import safe_name
+    from edge_app.collector import safe_name
     from edge_app.overlay import VideoSink
 
     assert safe_name("T-shirt/top") == "T-shirt_top"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import threading
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_app.errors import EdgeClfError
 from edge_app.run import main as run_main
 from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
 from tests.conftest import COLOURS, colour_images
@@ -62,6 +64,8 @@ def test_collect_and_save_video(converted, tmp_path, capsys):
         "1.0",
         "--collect",
         str(tmp_path / "collected"),
+        "--collect-every",
+        "0",
         "--save-video",
         str(out_video),
     ]
@@ -76,6 +80,71 @@ def test_collect_and_save_video(converted, tmp_path, capsys):
     ok, first = cap.read()
     assert ok and first.shape[1] >= 320  # small frames are enlarged so the overlay fits
     assert not list(out_video.parent.glob(".*partial*"))
+
+
+def test_collect_defaults_to_one_frame_per_label_every_two_seconds(converted, tmp_path):
+    video, truth = colour_video(tmp_path / "clip.avi")
+    argv = ["--model", str(converted["int8"]), "--source", str(video), "--threshold", "1.0"]
+    assert run_main([*argv, "--collect", str(tmp_path / "collected")]) == 0
+    saved = sorted((tmp_path / "collected").glob("*/*.jpg"))
+    labels = [p.parent.name for p in saved]
+    assert 1 <= len(saved) < len(truth) and all(labels.count(name) <= 2 for name in labels)  # 12 frames in < 4 s
+
+
+def test_a_full_disk_while_collecting_warns_once_and_the_run_goes_on(converted, tmp_path, monkeypatch, capsys):
+    def full(path, data, **kwargs):
+        raise EdgeClfError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr("edge_app.files.write_bytes", full)
+    video, truth = colour_video(tmp_path / "clip.avi")
+    argv = ["--model", str(converted["int8"]), "--source", str(video), "--threshold", "1.0", "--collect-every", "0"]
+    assert run_main([*argv, "--collect", str(tmp_path / "collected")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("No space left on device") == 1 and "collecting stopped" in captured.err
+    assert len(json_lines(captured.out)) == len(truth) and f"summary: {len(truth)} frames" in captured.err
+
+
+@pytest.mark.parametrize("option", ["--collect-every", "--collect-max-mb", "--collect-min-free-mb", "--json-every"])
+def test_negative_rates_and_limits_are_usage_errors(option, converted, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_main(["--model", str(converted["int8"]), "--collect", str(tmp_path / "c"), option, "-1"])
+    assert exc.value.code == 2 and f"{option} must be 0 or more" in capsys.readouterr().err
+
+
+def frames_in(err):
+    return int(re.search(r"summary: (\d+) frames", err).group(1))
+
+
+def test_json_every_still_prints_each_change_of_label_at_once(converted, tmp_path, capsys):
+    video, truth = colour_video(tmp_path / "clip.avi")  # 4 red, 4 green, 4 blue frames
+    argv = ["--model", str(converted["int8"]), "--source", str(video), "--json-every", "100"]
+    assert run_main(argv) == 0
+    captured = capsys.readouterr()
+    records = json_lines(captured.out)
+    labels = [r["label"] for r in records]
+    assert records[0]["frame"] == 0 and set(labels) == set(COLOURS) and 3 <= len(records) <= 5
+    assert all(a != b for a, b in zip(labels, labels[1:]))  # a line only when the label changed
+    assert frames_in(captured.err) == len(truth)
+
+
+def test_live_sources_print_one_json_line_a_second_by_default(converted, monkeypatch, capsys):
+    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    argv = ["--model", str(converted["int8"]), "--source", "0", "--threshold", "1.0", "--duration", "0.7"]
+    assert run_main(argv) == 0  # every frame 'uncertain': no change of label to print
+    captured = capsys.readouterr()
+    assert len(json_lines(captured.out)) == 1 and frames_in(captured.err) > 20
+
+
+def test_json_every_on_a_live_source(converted, monkeypatch, capsys):
+    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    argv = ["--model", str(converted["int8"]), "--source", "0", "--threshold", "1.0", "--duration"]
+    assert run_main([*argv, "1.0", "--json-every", "0.3"]) == 0
+    captured = capsys.readouterr()
+    lines, frames = len(json_lines(captured.out)), frames_in(captured.err)
+    assert 2 <= lines <= 4 and frames > 10 * lines
+    assert run_main([*argv, "0.3", "--json-every", "0"]) == 0  # 0: every frame, live or not
+    captured = capsys.readouterr()
+    assert len(json_lines(captured.out)) == frames_in(captured.err) > 10
 
 
 def test_source_failing_mid_run_retries_then_exits_cleanly(converted, monkeypatch, capsys):
