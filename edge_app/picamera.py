@@ -7,6 +7,8 @@ YUV420 (converted here); a Pi 5 gives RGB888 lores directly.
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from edge_app import preprocess
 from edge_app.sources import CameraSettings, Frame, SourceError
 
 MODEL_FILE = Path("/proc/device-tree/model")
+# picamera2's capture jobs wait on a concurrent.futures.Future: its timeout is this class, which is
+# builtins.TimeoutError from Python 3.11 and its own class before (Bullseye's 3.9).
+CAPTURE_TIMEOUT = (TimeoutError, concurrent.futures.TimeoutError)
+
+log = logging.getLogger(__name__)
 
 
 def pi_model(path: Path = MODEL_FILE) -> str | None:
@@ -99,28 +106,43 @@ class Picamera2Source:
         return array[:, :, :3]  # RGB888 is B,G,R in memory; XRGB8888 has a 4th byte
 
     def read(self) -> Frame | None:
+        """The next frame; SourceError when the camera fails or delivers nothing within `stall_timeout`."""
         if self._cam is None:
             raise SourceError("picamera2 is not open")
+        timeout = self.camera.stall_timeout
         try:
-            if hasattr(self._cam, "capture_arrays"):  # both streams from one request
-                (main, lores), _ = self._cam.capture_arrays(["main", "lores"])
-            else:
-                main, lores = self._cam.capture_array("main"), self._cam.capture_array("lores")
+            # Both streams from one request. Without wait= picamera2 waits on its job for ever: a camera
+            # whose cable came loose would hang the capture thread and every later stop().
+            (main, lores), _ = self._cam.capture_arrays(["main", "lores"], wait=timeout)
             infer = self.lores_to_bgr(lores)
+        except CAPTURE_TIMEOUT:
+            # The timed-out job stays on picamera2's queue, and stop() would queue behind it for ever.
+            self._flush()
+            raise SourceError(f"the Pi camera delivered no frame in {timeout:g} s (stalled)") from None
         except Exception as exc:  # noqa: BLE001
             raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from None
         frame = Frame(main[:, :, :3], self._index, self.name, infer=infer)
         self._index += 1
         return frame
 
+    def _flush(self) -> None:
+        try:
+            self._cam.cancel_all_and_flush()  # picamera2 >= 0.3.20
+        except Exception as exc:  # noqa: BLE001 - the read's SourceError is what matters
+            log.warning("picamera2: cancelling the stalled capture failed: %s", exc)
+
     def close(self) -> None:
+        """Stop and release the camera; after a stall too (no capture job is left for stop() to wait behind)."""
         if self._cam is None:
             return
-        cam, self._cam = self._cam, None
-        try:
-            cam.stop()
-        except Exception as exc:  # noqa: BLE001
-            raise SourceError(f"stopping the Pi camera failed: {exc}") from None
-        finally:
-            if hasattr(cam, "close"):
-                cam.close()
+        cam = self._cam
+        self._flush()
+        self._cam = None
+        failed = None
+        for step in (cam.stop, cam.close):  # close() even when stop() failed, or the camera stays busy
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - libcamera raises RuntimeError, ...
+                failed = failed or exc
+        if failed is not None:
+            raise SourceError(f"stopping the Pi camera failed: {failed}")

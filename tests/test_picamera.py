@@ -2,10 +2,12 @@
 
 import concurrent.futures
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from edge_app.capture import Grabber
 from edge_app.picamera import Picamera2Source, pi_model
 from edge_app.sources import CameraSettings, SourceError
 from tests.fakes import (
@@ -18,6 +20,22 @@ from tests.fakes import (
     pattern,
     yuv420_stride,
 )
+
+
+def bounded(call, seconds):
+    """Run `call` in a thread for at most `seconds`: ("returned", value), ("raised", exception) or ("blocked", None)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(("returned", call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(("raised", exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else ("blocked", None)
 
 
 def started(cls, camera_num=0, **config):
@@ -128,6 +146,36 @@ def test_picamera2_failure_mid_run(monkeypatch):
         source.read()
     source.close()
     assert cls.instances[-1].closed
+
+
+def test_stalled_camera_read_times_out_flushes_and_closes(monkeypatch):
+    cls = install_picamera2(monkeypatch, stall_after=1)
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.2), factory=cls, model="")
+    source.open()
+    cam = cls.instances[-1]
+    try:
+        assert source.read() is not None
+        start = time.monotonic()
+        kind, error = bounded(source.read, 3.0)
+        assert kind == "raised" and isinstance(error, SourceError), (kind, error)
+        assert "no frame in 0.2 s" in str(error) and time.monotonic() - start < 1.5
+        assert cam.cancelled == 1  # the timed-out job was flushed, so stop() is not queued behind it
+        assert bounded(source.close, 2.0) == ("returned", None) and cam.closed
+    finally:
+        cam.cancel_all_and_flush()  # releases a capture the old code left blocked
+
+
+def test_grabber_gives_up_on_a_stalled_pi_camera(monkeypatch):
+    cls = install_picamera2(monkeypatch, stall_after=0, hang_limit=1.0)
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.1), factory=cls, model="")
+    grabber = Grabber(source, retries=2, backoff=0.01).start()
+    deadline = time.monotonic() + 4
+    while not grabber.ended and time.monotonic() < deadline:
+        assert grabber.next_frame(0.1) is None
+    assert grabber.ended, "the grabber is still waiting on a stalled camera"
+    assert "no frame in 0.1 s" in grabber.error and "gave up after 2 retries" in grabber.error
+    assert len(cls.instances) == 3 and all(cam.closed for cam in cls.instances)
+    grabber.stop()
 
 
 def test_pi_model(tmp_path):
