@@ -44,6 +44,15 @@ def _picamera2_class() -> Any:
     return Picamera2
 
 
+def _libcamera() -> Any:
+    """libcamera's Python bindings (apt's python3-libcamera, which picamera2 needs too)."""
+    try:
+        import libcamera
+    except Exception as exc:  # noqa: BLE001 - a broken install raises more than ImportError
+        raise SourceError(f"libcamera does not import: sudo apt install python3-libcamera ({exc})") from None
+    return libcamera
+
+
 def cameras_available() -> bool:
     """True when picamera2 imports and libcamera lists at least one camera."""
     try:
@@ -78,12 +87,19 @@ class Picamera2Source:
         factory = self._factory or _picamera2_class()
         model = self._model if self._model is not None else (pi_model() or "")
         self.lores_format = "RGB888" if "Raspberry Pi 5" in model else "YUV420"
+        options = {}
+        if self.lores_format == "YUV420":
+            # picamera2's preview default, sYCC, is full range (Y 0..255), but OpenCV's I420 conversion is
+            # BT.601 limited range (Y 16..235): ask the ISP for that. Only YUV changes: picamera2 keeps
+            # RGB streams full range whatever the colour space.
+            options["colour_space"] = _libcamera().ColorSpace.Smpte170m()
         cam = None
         try:
             cam = factory()
             config = cam.create_preview_configuration(
                 main={"size": self.size, "format": "RGB888"},
                 lores={"size": self.lores, "format": self.lores_format},
+                **options,
             )
             cam.configure(config)
             cam.start()

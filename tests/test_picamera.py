@@ -178,6 +178,44 @@ def test_grabber_gives_up_on_a_stalled_pi_camera(monkeypatch):
     grabber.stop()
 
 
+def bt601_limited_to_bgr(yuv, width, height):
+    """Reference decoder: picamera2's padded YUV420 planes, BT.601 limited range (Y 16..235), to BGR."""
+    stride, flat = yuv.shape[1], yuv.reshape(-1)
+    y = flat[: height * stride].reshape(height, stride)[:, :width].astype(float)
+    chroma = height // 2 * (stride // 2)
+    planes = flat[height * stride :].reshape(2, chroma)
+    u, v = (p.reshape(height // 2, stride // 2)[:, : width // 2].repeat(2, 0).repeat(2, 1) - 128.0 for p in planes)
+    luma = 255 / 219 * (y - 16)
+    r, g, b = luma + 1.596 * v, luma - 0.392 * u - 0.813 * v, luma + 2.017 * u
+    return np.clip(np.rint(np.dstack([b, g, r])), 0, 255).astype(np.uint8)
+
+
+def test_pi4_lores_colours_match_the_scene(monkeypatch):
+    """sYCC (picamera2's preview default) is full range; OpenCV's I420 conversion assumes limited BT.601."""
+    cls = install_picamera2(monkeypatch, pisp=False)
+    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls, model="")
+    source.open()
+    cam = cls.instances[-1]
+    assert cam.camera_config["lores"]["format"] == "YUV420"
+    frame = source.read()
+    truth = cam.truth["lores"].astype(int)
+    error = frame.for_model.astype(int) - truth
+    assert np.abs(error).mean() < 2.0, np.abs(error).mean()
+    assert np.abs(error.reshape(-1, 3).mean(axis=0)).max() < 1.0  # no channel brighter or darker overall
+    assert cam.camera_config["colour_space"] == ColorSpace.Smpte170m()
+    source.close()
+
+
+def test_lores_conversion_equals_a_bt601_limited_reference(monkeypatch):
+    cls = install_picamera2(monkeypatch, pisp=False)
+    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls, model="")
+    source.open()
+    w, h = cls.instances[-1].stream_configuration("lores")["size"]
+    yuv = encode_yuv420(pattern(w, h, seed=3), ColorSpace.Smpte170m(), yuv420_stride(w), seed=3)
+    assert np.abs(source.lores_to_bgr(yuv).astype(int) - bt601_limited_to_bgr(yuv, w, h)).max() <= 2
+    source.close()
+
+
 def test_pi_model(tmp_path):
     (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
     assert pi_model(tmp_path / "model") == "Raspberry Pi 4 Model B Rev 1.4"
