@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ MODEL_FILE = Path("/proc/device-tree/model")
 # builtins.TimeoutError from Python 3.11 and its own class before (Bullseye's 3.9).
 CAPTURE_TIMEOUT = (TimeoutError, concurrent.futures.TimeoutError)
 
+# picamera2's preview configuration lets the frame rate fall to 12 fps in the dark (longer exposures).
+SLOWEST_FRAME_US = 83333
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +35,15 @@ def pi_model(path: Path = MODEL_FILE) -> str | None:
     except OSError:
         return None
     return text if text.startswith("Raspberry Pi") else None
+
+
+def frame_duration_limits(fps: float) -> tuple[int, int]:
+    """libcamera's FrameDurationLimits (shortest, longest frame in microseconds) for at most `fps`.
+
+    picamera2's FrameRate control sets both to 1/fps, which also cuts exposures in the dark to 1/fps;
+    this keeps the preview default's 12 fps floor below the cap."""
+    shortest = int(1_000_000 / fps)
+    return shortest, max(shortest, SLOWEST_FRAME_US)
 
 
 def _picamera2_class() -> Any:
@@ -99,6 +112,7 @@ class Picamera2Source:
             config = cam.create_preview_configuration(
                 main={"size": self.size, "format": "RGB888"},
                 lores={"size": self.lores, "format": self.lores_format},
+                controls={"FrameDurationLimits": frame_duration_limits(self.camera.fps)},
                 **options,
             )
             cam.configure(config)
@@ -130,14 +144,14 @@ class Picamera2Source:
             # Both streams from one request. Without wait= picamera2 waits on its job for ever: a camera
             # whose cable came loose would hang the capture thread and every later stop().
             (main, lores), _ = self._cam.capture_arrays(["main", "lores"], wait=timeout)
-            infer = self.lores_to_bgr(lores)
         except CAPTURE_TIMEOUT:
             # The timed-out job stays on picamera2's queue, and stop() would queue behind it for ever.
             self._flush()
             raise SourceError(f"the Pi camera delivered no frame in {timeout:g} s (stalled)") from None
         except Exception as exc:  # noqa: BLE001
             raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from None
-        frame = Frame(main[:, :, :3], self._index, self.name, infer=infer)
+        # picamera2 hands over copies, so the conversion can wait until the model takes this frame
+        frame = Frame(main[:, :, :3], self._index, self.name, infer=partial(self.lores_to_bgr, lores))
         self._index += 1
         return frame
 

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,16 +47,22 @@ def camera_settings(camera: CameraSettings | tuple[int, int]) -> CameraSettings:
 
 @dataclass
 class Frame:
-    """One captured frame: `image` (BGR) to show and save, `infer` (BGR) to classify when smaller."""
+    """One captured frame: `image` (BGR) to show and save, `infer` (BGR) to classify when smaller.
+
+    `infer` may be a function that makes it: a live source hands over frames that the model mostly
+    drops, and the conversion then runs only for the frames it takes (`for_model`)."""
 
     image: np.ndarray
     index: int
     origin: str
     timestamp: float = field(default_factory=time.time)
-    infer: np.ndarray | None = None
+    infer: np.ndarray | Callable[[], np.ndarray] | None = None
 
     @property
     def for_model(self) -> np.ndarray:
+        """The image to classify: `infer` (made now, once, if it was deferred), else `image`."""
+        if callable(self.infer):
+            self.infer = self.infer()
         return self.image if self.infer is None else self.infer
 
 
@@ -167,9 +173,10 @@ class OpenCVSource:
             cap.release()
             why = "" if self.live else ": not a video OpenCV can read"
             raise SourceError(f"cannot open {self.name}{why}")
-        if isinstance(self.spec, int) and self.size:
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if isinstance(self.spec, int) and self.camera:  # a camera: files and streams have their own
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.camera.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.camera.size[1])
+            cap.set(cv2.CAP_PROP_FPS, self.camera.fps)
         fps = cap.get(cv2.CAP_PROP_FPS)  # read here, not while the capture thread reads frames
         self.fps = float(fps) if fps and 0 < fps < 1000 else 0.0
         if not self.live:
@@ -256,12 +263,22 @@ def parse_source(spec: str | None, camera: CameraSettings | tuple[int, int] = Ca
         return Picamera2Source(camera)
     if spec.isdigit():
         return OpenCVSource(int(spec), camera)
+    if (index := video_device_index(spec)) is not None:
+        return OpenCVSource(index, camera)
     if URL.match(spec):
         return OpenCVSource(spec)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
         return OpenCVSource(spec)
     return ImageSource(spec)
+
+
+def video_device_index(spec: str) -> int | None:
+    """N for /dev/videoN (or a /dev/v4l/by-id link to it), opened as camera index N; None otherwise."""
+    if not spec.startswith("/dev/"):
+        return None
+    match = re.fullmatch(r"video(\d+)", Path(spec).resolve().name)
+    return int(match.group(1)) if match else None
 
 
 def first_camera(camera: CameraSettings = CameraSettings(), dev: Path = Path("/dev")) -> FrameSource:

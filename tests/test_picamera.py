@@ -216,6 +216,30 @@ def test_lores_conversion_equals_a_bt601_limited_reference(monkeypatch):
     source.close()
 
 
+@pytest.mark.parametrize(("fps", "limits"), [(30.0, (33333, 83333)), (15.0, (66666, 83333)), (5.0, (200000, 200000))])
+def test_fps_caps_the_pi_camera(monkeypatch, fps, limits):
+    """At most `fps`; in the dark as slow as picamera2's preview default (12 fps), not pinned to `fps`."""
+    cls = install_picamera2(monkeypatch)
+    source = Picamera2Source(CameraSettings(size=(320, 240), fps=fps), factory=cls, model="")
+    source.open()
+    assert cls.instances[-1].controls["FrameDurationLimits"] == limits  # microseconds per frame: min, max
+    source.close()
+
+
+def test_lores_is_converted_only_for_frames_the_model_takes(monkeypatch):
+    cls = install_picamera2(monkeypatch)
+    source = Picamera2Source(CameraSettings(size=(320, 240)), factory=cls, model="")
+    source.open()
+    conversions = []
+    convert = source.lores_to_bgr
+    monkeypatch.setattr(source, "lores_to_bgr", lambda array: conversions.append(1) or convert(array))
+    frames = [source.read() for _ in range(5)]
+    assert conversions == []  # a live loop drops most of these unseen
+    taken = frames[-1].for_model
+    assert taken.shape == (240, 320, 3) and frames[-1].for_model is taken and len(conversions) == 1
+    source.close()
+
+
 def test_pi_model(tmp_path):
     (tmp_path / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
     assert pi_model(tmp_path / "model") == "Raspberry Pi 4 Model B Rev 1.4"

@@ -1,9 +1,54 @@
 import cv2
+import numpy as np
 import pytest
 
 from edge_app.picamera import Picamera2Source
-from edge_app.sources import ImageSource, OpenCVSource, SourceError, first_camera, parse_source
+from edge_app.sources import (
+    CameraSettings,
+    Frame,
+    ImageSource,
+    OpenCVSource,
+    SourceError,
+    first_camera,
+    parse_source,
+)
 from tests.fakes import pattern
+
+
+class FakeCapture:
+    """cv2.VideoCapture on a camera that delivers pattern frames and remembers what was set."""
+
+    instances = []
+
+    def __init__(self, spec, *args):
+        self.spec = spec
+        self.props = {}
+        self.frames = 0
+        FakeCapture.instances.append(self)
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return True
+
+    def set(self, prop, value):
+        self.props[prop] = value
+        return True
+
+    def get(self, prop):
+        return self.props.get(prop, 0.0)
+
+    def read(self):
+        self.frames += 1
+        return True, pattern(64, 48, seed=self.frames)
+
+    def release(self):
+        pass
+
+
+@pytest.fixture
+def capture(monkeypatch):
+    FakeCapture.instances = []
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    return FakeCapture
 
 
 def write_video(path, frames=12, size=(64, 48), fps=10.0):
@@ -63,3 +108,28 @@ def test_no_camera_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("edge_app.picamera.cameras_available", lambda: False)
     with pytest.raises(SourceError, match="no camera found.*--source"):
         first_camera((640, 480), dev=tmp_path)
+
+
+def test_fps_is_set_on_cameras_only(capture, tmp_path):
+    settings = CameraSettings(size=(320, 240), fps=15.0)
+    for spec in ("0", "/dev/video2"):
+        source = parse_source(spec, settings)
+        assert isinstance(source, OpenCVSource) and source.live
+        source.open()
+        assert capture.instances[-1].props[cv2.CAP_PROP_FPS] == 15.0
+        assert capture.instances[-1].props[cv2.CAP_PROP_FRAME_WIDTH] == 320
+        assert capture.instances[-1].spec == int(spec[-1])
+        source.close()
+    (tmp_path / "clip.avi").write_bytes(b"any")
+    for spec in ("rtsp://127.0.0.1:8554/cam", str(tmp_path / "clip.avi")):
+        parse_source(spec, settings).open()
+        assert cv2.CAP_PROP_FPS not in capture.instances[-1].props
+
+
+def test_frame_converts_its_model_input_once_and_only_when_asked():
+    calls = []
+    small = np.zeros((2, 2, 3), np.uint8)
+    frame = Frame(np.ones((4, 4, 3), np.uint8), 0, "test", infer=lambda: calls.append(1) or small)
+    assert calls == []
+    assert frame.for_model is small and frame.for_model is small and calls == [1]
+    assert Frame(small, 0, "test").for_model is small
