@@ -7,6 +7,8 @@ stale frames; file sources deliver every frame and end.
 from __future__ import annotations
 
 import glob
+import logging
+import math
 import os
 import re
 import sys
@@ -21,6 +23,8 @@ import numpy as np
 from edge_app import imagedecode, preprocess
 from edge_app.errors import EdgeClfError
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -31,7 +35,10 @@ class SourceError(EdgeClfError):
 
 @dataclass(frozen=True)
 class CameraSettings:
-    """How to drive a camera: resolution, frame-rate cap, flips, and how long a read may wait for a frame."""
+    """How to drive a camera: resolution, frame-rate cap, flips, and how long a read may wait for a frame.
+
+    `size` and `fps` apply to cameras (picamera2, an OpenCV camera index); the flips also to streams and
+    video files; `stall_timeout` to picamera2 (OpenCV's backends have their own timeouts)."""
 
     size: tuple[int, int] = (640, 480)
     fps: float = 30.0
@@ -39,10 +46,27 @@ class CameraSettings:
     vflip: bool = False
     stall_timeout: float = 5.0
 
+    def __post_init__(self) -> None:
+        width, height = self.size
+        if int(width) != width or int(height) != height or width < 2 or height < 2:
+            raise ValueError(f"camera size must be whole pixels, at least 2x2, got {width}x{height}")
+        object.__setattr__(self, "size", (int(width), int(height)))
+        for name in ("fps", "stall_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"camera {name} must be a number above 0, got {value}")
 
-def camera_settings(camera: CameraSettings | tuple[int, int]) -> CameraSettings:
-    """`camera` as CameraSettings; a plain (w, h) is the size (the form run and serve passed before)."""
-    return camera if isinstance(camera, CameraSettings) else CameraSettings(size=(int(camera[0]), int(camera[1])))
+    @property
+    def flip_code(self) -> int | None:
+        """cv2.flip's code for the flips asked for (1 mirror, 0 upside down, -1 both); None for none."""
+        if self.hflip:
+            return -1 if self.vflip else 1
+        return 0 if self.vflip else None
+
+
+def _camera_settings(camera: CameraSettings | tuple[int, int]) -> CameraSettings:
+    """`camera` as CameraSettings; a plain (w, h) is the size (what run and serve still pass)."""
+    return camera if isinstance(camera, CameraSettings) else CameraSettings(size=(camera[0], camera[1]))
 
 
 @dataclass
@@ -219,6 +243,8 @@ class OpenCVSource:
         return not advanced or self._cap.get(preprocess._cv2().CAP_PROP_POS_AVI_RATIO) >= 1
 
     def _frame(self, image: np.ndarray) -> Frame:
+        if self.camera and self.camera.flip_code is not None:
+            image = preprocess._cv2().flip(image, self.camera.flip_code)
         frame = Frame(image, self._index, self.name)
         self._index += 1
         return frame
@@ -254,7 +280,7 @@ class OpenCVSource:
 
 def parse_source(spec: str | None, camera: CameraSettings | tuple[int, int] = CameraSettings()) -> FrameSource:
     """`picamera2`, a camera index, a URL, a video file, an image / folder / glob; None: first camera."""
-    camera = camera_settings(camera)
+    camera = _camera_settings(camera)
     if spec is None:
         return first_camera(camera)
     if spec == "picamera2":
@@ -266,10 +292,10 @@ def parse_source(spec: str | None, camera: CameraSettings | tuple[int, int] = Ca
     if (index := video_device_index(spec)) is not None:
         return OpenCVSource(index, camera)
     if URL.match(spec):
-        return OpenCVSource(spec)
+        return OpenCVSource(spec, camera)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
-        return OpenCVSource(spec)
+        return OpenCVSource(spec, camera)
     return ImageSource(spec)
 
 
@@ -282,11 +308,20 @@ def video_device_index(spec: str) -> int | None:
 
 
 def first_camera(camera: CameraSettings = CameraSettings(), dev: Path = Path("/dev")) -> FrameSource:
-    """A Pi camera through picamera2 if there is one, else the first /dev/video* device that delivers."""
-    from edge_app.picamera import Picamera2Source, cameras_available
+    """A Pi camera through picamera2 if one starts, else the first /dev/video* device that delivers a frame.
 
-    if cameras_available():
-        return Picamera2Source(camera)
+    The Pi camera comes back open: starting it is the test (libcamera lists USB webcams too, and a
+    camera it lists can still fail to start). When there is no camera, the error says why picamera2
+    was not used."""
+    from edge_app.picamera import Picamera2Source
+
+    pi_camera = Picamera2Source(camera)
+    try:
+        pi_camera.open()
+        return pi_camera
+    except SourceError as exc:
+        why_not_picamera2 = str(exc)
+    log.info("no Pi camera (%s); trying /dev/video*", why_not_picamera2)
     # On a Pi, /dev/video10+ are the codec and ISP nodes: only a node that delivers a frame counts.
     indices = sorted(int(d.name[5:]) for d in dev.glob("video*") if d.name[5:].isdigit())
     for index in indices:
@@ -300,7 +335,8 @@ def first_camera(camera: CameraSettings = CameraSettings(), dev: Path = Path("/d
             source.close()
         if delivered:
             return OpenCVSource(index, camera)
+    videos = f"none of {len(indices)} /dev/video* devices delivered a frame" if indices else "no /dev/video* device"
     raise SourceError(
-        "no camera found (no picamera2 camera, no /dev/video*); pass --source with a video file, "
+        f"no camera found (picamera2: {why_not_picamera2}; {videos}); pass --source with a video file, "
         "an image folder or a stream URL, e.g. --source models/samples/clip.mp4"
     )

@@ -177,6 +177,11 @@ class FakePicamera2:
     def main_image(self) -> np.ndarray | None:
         return self.truth.get("main")
 
+    @property
+    def config_lores_format(self) -> str | None:
+        lores = self.camera_config and self.camera_config["lores"]
+        return lores["format"] if lores else None
+
     @staticmethod
     def _stream(defaults: dict, updates: dict | None) -> dict | None:
         if updates is None:

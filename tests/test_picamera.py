@@ -15,6 +15,7 @@ from tests.fakes import (
     USB_CAMERA,
     ColorSpace,
     Transform,
+    break_import,
     encode_yuv420,
     install_picamera2,
     pattern,
@@ -130,7 +131,7 @@ def test_fake_lists_usb_cameras_like_picamera2(monkeypatch):
 
 def test_picamera2_rgb_lores_refused_on_pi4_is_a_clear_error(monkeypatch):
     cls = install_picamera2(monkeypatch, pisp=False)
-    source = Picamera2Source(factory=cls, model="Raspberry Pi 5")  # a wrong guess of the platform
+    source = Picamera2Source(factory=cls, pisp=True)  # a wrong guess of the platform
     with pytest.raises(SourceError, match="cannot start the Pi camera: lores stream must be YUV"):
         source.open()
     assert cls.instances[-1].closed
@@ -138,7 +139,7 @@ def test_picamera2_rgb_lores_refused_on_pi4_is_a_clear_error(monkeypatch):
 
 def test_picamera2_failure_mid_run(monkeypatch):
     cls = install_picamera2(monkeypatch, fail_after=2)
-    source = Picamera2Source(CameraSettings(), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(), factory=cls)
     source.open()
     source.read()
     source.read()
@@ -150,7 +151,7 @@ def test_picamera2_failure_mid_run(monkeypatch):
 
 def test_stalled_camera_read_times_out_flushes_and_closes(monkeypatch):
     cls = install_picamera2(monkeypatch, stall_after=1)
-    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.2), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.2), factory=cls)
     source.open()
     cam = cls.instances[-1]
     try:
@@ -167,7 +168,7 @@ def test_stalled_camera_read_times_out_flushes_and_closes(monkeypatch):
 
 def test_grabber_gives_up_on_a_stalled_pi_camera(monkeypatch):
     cls = install_picamera2(monkeypatch, stall_after=0, hang_limit=1.0)
-    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.1), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.1), factory=cls)
     grabber = Grabber(source, retries=2, backoff=0.01).start()
     deadline = time.monotonic() + 4
     while not grabber.ended and time.monotonic() < deadline:
@@ -193,7 +194,7 @@ def bt601_limited_to_bgr(yuv, width, height):
 def test_pi4_lores_colours_match_the_scene(monkeypatch):
     """sYCC (picamera2's preview default) is full range; OpenCV's I420 conversion assumes limited BT.601."""
     cls = install_picamera2(monkeypatch, pisp=False)
-    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls)
     source.open()
     cam = cls.instances[-1]
     assert cam.camera_config["lores"]["format"] == "YUV420"
@@ -208,7 +209,7 @@ def test_pi4_lores_colours_match_the_scene(monkeypatch):
 
 def test_lores_conversion_equals_a_bt601_limited_reference(monkeypatch):
     cls = install_picamera2(monkeypatch, pisp=False)
-    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(640, 480)), factory=cls)
     source.open()
     w, h = cls.instances[-1].stream_configuration("lores")["size"]
     yuv = encode_yuv420(pattern(w, h, seed=3), ColorSpace.Smpte170m(), yuv420_stride(w), seed=3)
@@ -220,7 +221,7 @@ def test_lores_conversion_equals_a_bt601_limited_reference(monkeypatch):
 def test_fps_caps_the_pi_camera(monkeypatch, fps, limits):
     """At most `fps`; in the dark as slow as picamera2's preview default (12 fps), not pinned to `fps`."""
     cls = install_picamera2(monkeypatch)
-    source = Picamera2Source(CameraSettings(size=(320, 240), fps=fps), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(320, 240), fps=fps), factory=cls)
     source.open()
     assert cls.instances[-1].controls["FrameDurationLimits"] == limits  # microseconds per frame: min, max
     source.close()
@@ -228,7 +229,7 @@ def test_fps_caps_the_pi_camera(monkeypatch, fps, limits):
 
 def test_lores_is_converted_only_for_frames_the_model_takes(monkeypatch):
     cls = install_picamera2(monkeypatch)
-    source = Picamera2Source(CameraSettings(size=(320, 240)), factory=cls, model="")
+    source = Picamera2Source(CameraSettings(size=(320, 240)), factory=cls)
     source.open()
     conversions = []
     convert = source.lores_to_bgr
@@ -238,6 +239,76 @@ def test_lores_is_converted_only_for_frames_the_model_takes(monkeypatch):
     taken = frames[-1].for_model
     assert taken.shape == (240, 320, 3) and frames[-1].for_model is taken and len(conversions) == 1
     source.close()
+
+
+@pytest.mark.parametrize("pisp", [False, True])
+def test_platform_decides_the_lores_format(monkeypatch, pisp):
+    """picamera2.platform.get_platform(): a Pi 5 (PISP) gives RGB888 lores, a Pi 4 (VC4) must use YUV420."""
+    cls = install_picamera2(monkeypatch, pisp=pisp)
+    source = Picamera2Source(CameraSettings(size=(640, 480)))
+    source.open()
+    cam = cls.instances[-1]
+    assert cam.started and cam.config_lores_format == ("RGB888" if pisp else "YUV420")
+    assert cam.camera_config["main"]["format"] == "RGB888"
+    frame = source.read()
+    assert np.array_equal(frame.image, cam.main_image)  # RGB888 is already B,G,R: no swap
+    error = np.abs(frame.for_model.astype(int) - cam.truth["lores"].astype(int)).mean()
+    assert frame.for_model.shape == (240, 320, 3) and error < (0.5 if pisp else 2.0)
+    source.close()
+    assert cam.closed and not cam.started
+
+
+@pytest.mark.parametrize(
+    ("size", "main", "lores"),
+    [
+        ((640, 480), (640, 480), (320, 240)),
+        ((1280, 720), (1280, 720), (320, 180)),
+        ((1920, 1080), (1920, 1080), (320, 180)),
+        ((160, 120), (160, 120), (160, 120)),  # smaller than 320x240: lores may not exceed main
+        ((201, 151), (200, 150), (200, 150)),  # odd: picamera2 rounds main down to even
+        ((642, 100), (642, 100), (320, 50)),
+        ((2, 2), (2, 2), (2, 2)),
+    ],
+)
+def test_lores_keeps_the_main_aspect_ratio_at_most_320_wide(monkeypatch, size, main, lores):
+    cls = install_picamera2(monkeypatch)
+    source = Picamera2Source(CameraSettings(size=size))
+    source.open()
+    cam = cls.instances[-1]
+    assert cam.camera_config["main"]["size"] == main and cam.camera_config["lores"]["size"] == lores
+    frame = source.read()
+    assert frame.image.shape == (main[1], main[0], 3) and frame.for_model.shape == (lores[1], lores[0], 3)
+    source.close()
+
+
+def test_flips_are_done_by_the_camera(monkeypatch):
+    cls = install_picamera2(monkeypatch)
+    source = Picamera2Source(CameraSettings(size=(320, 240), hflip=True, vflip=True))
+    source.open()
+    cam = cls.instances[-1]
+    assert cam.camera_config["transform"] == Transform(hflip=1, vflip=1)
+    frame = source.read()
+    assert np.array_equal(frame.image, pattern(320, 240, seed=0)[::-1, ::-1])  # once, by the ISP
+    assert np.abs(frame.for_model.astype(int) - pattern(320, 240, seed=0)[::-1, ::-1]).mean() < 2.0
+    source.close()
+
+
+def test_the_pi_camera_is_chosen_past_a_usb_webcam(monkeypatch):
+    """Older picamera2 lists cameras in libcamera's order; Picamera2(0) would open the webcam."""
+    cls = install_picamera2(monkeypatch, cameras=[USB_CAMERA, CSI_CAMERA], sorts_usb_last=False)
+    source = Picamera2Source(CameraSettings(size=(320, 240)))
+    source.open()
+    assert cls.instances[-1].info["Model"] == "imx708"
+    source.close()
+
+
+def test_usb_only_or_broken_picamera2_is_a_clear_error(monkeypatch):
+    install_picamera2(monkeypatch, cameras=[USB_CAMERA])
+    with pytest.raises(SourceError, match=r"libcamera lists only USB cameras \(HD Pro Webcam C920\)"):
+        Picamera2Source().open()
+    break_import(monkeypatch, "picamera2", ValueError("numpy.dtype size changed, may indicate binary incompatibility"))
+    with pytest.raises(SourceError, match="picamera2 is not importable.*numpy.dtype size changed"):
+        Picamera2Source().open()
 
 
 def test_pi_model(tmp_path):

@@ -12,7 +12,7 @@ from edge_app.sources import (
     first_camera,
     parse_source,
 )
-from tests.fakes import pattern
+from tests.fakes import USB_CAMERA, break_import, install_picamera2, pattern
 
 
 class FakeCapture:
@@ -104,10 +104,74 @@ def test_source_spec_parsing(tmp_path):
     assert isinstance(parse_source(str(tmp_path)), ImageSource)
 
 
-def test_no_camera_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("edge_app.picamera.cameras_available", lambda: False)
-    with pytest.raises(SourceError, match="no camera found.*--source"):
-        first_camera((640, 480), dev=tmp_path)
+@pytest.mark.parametrize(
+    ("setup", "why"),
+    [
+        (
+            lambda mp: break_import(mp, "picamera2", ModuleNotFoundError("No module named 'picamera2'")),
+            "picamera2 is not importable.*No module named 'picamera2'",
+        ),
+        (lambda mp: install_picamera2(mp, cameras=[USB_CAMERA]), "libcamera lists only USB cameras"),
+        (lambda mp: install_picamera2(mp, cameras=[]), "libcamera lists no camera"),
+        (
+            lambda mp: install_picamera2(mp, open_error=RuntimeError("Camera __init__ sequence did not complete.")),
+            "cannot start the Pi camera: Camera __init__ sequence did not complete",
+        ),
+    ],
+)
+def test_no_camera_error_says_why_picamera2_was_not_used(tmp_path, monkeypatch, setup, why):
+    setup(monkeypatch)
+    with pytest.raises(SourceError, match=f"no camera found.*{why}.*no /dev/video.*--source"):
+        first_camera(CameraSettings(), dev=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        lambda mp: install_picamera2(mp, cameras=[USB_CAMERA]),  # libcamera lists UVC webcams too
+        lambda mp: install_picamera2(mp, open_error=RuntimeError("Failed to acquire camera: Device or resource busy")),
+    ],
+)
+def test_first_camera_falls_back_to_dev_video(tmp_path, monkeypatch, capture, setup):
+    setup(monkeypatch)
+    (tmp_path / "video0").touch()
+    source = first_camera(CameraSettings(size=(320, 240)), dev=tmp_path)
+    assert isinstance(source, OpenCVSource) and source.spec == 0
+
+
+def test_first_camera_opens_the_pi_camera_once(monkeypatch):
+    cls = install_picamera2(monkeypatch)
+    source = first_camera(CameraSettings(size=(320, 240)))
+    assert isinstance(source, Picamera2Source)
+    source.open()  # the grabber's open(): the camera is already running
+    assert len(cls.instances) == 1 and source.read() is not None
+    source.close()
+
+
+def test_opencv_flips(capture):
+    for hflip, vflip, code in [(True, False, 1), (False, True, 0), (True, True, -1)]:
+        source = parse_source("0", CameraSettings(hflip=hflip, vflip=vflip))
+        source.open()
+        frame = source.read()
+        assert np.array_equal(frame.image, cv2.flip(pattern(64, 48, seed=1), code))
+        source.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"size": (0, 480)},
+        {"size": (1, 1)},
+        {"fps": 0},
+        {"fps": float("nan")},
+        {"stall_timeout": 0},
+        {"stall_timeout": -1},
+    ],
+)
+def test_camera_settings_refuse_nonsense(bad):
+    with pytest.raises(ValueError):
+        CameraSettings(**bad)
+    assert parse_source("0", (320, 240)).camera == CameraSettings(size=(320, 240))  # run's (w, h), for now
 
 
 def test_fps_is_set_on_cameras_only(capture, tmp_path):
