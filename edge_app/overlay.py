@@ -51,7 +51,11 @@ def gui_available() -> tuple[bool, str]:
     cv2 = preprocess._cv2()
     gui = [ln for ln in cv2.getBuildInformation().splitlines() if ln.strip().startswith("GUI:")]
     if gui and "NONE" in gui[0].upper():
-        return False, "this OpenCV has no GUI (opencv-python-headless); install opencv-python or python3-opencv"
+        return False, (
+            "this OpenCV has no GUI (opencv-python-headless): pip uninstall opencv-python-headless, then either "
+            "pip install 'opencv-python>=4.10,<4.12' (a GUI build) or sudo apt install python3-opencv (seen from "
+            "a venv made with --system-site-packages)"
+        )
     return True, ""
 
 
