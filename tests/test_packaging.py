@@ -4,6 +4,7 @@ apt's numpy on a Pi; a wheel carries the models and runs outside the checkout.""
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -132,11 +133,18 @@ def clean_env():
 
 
 def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
-    """A fresh venv (it sees this machine's numpy / OpenCV / ai-edge-litert, as a Pi venv sees apt's packages),
-    the wheel installed into it, run from a folder outside the checkout: the default model is found."""
+    """A fresh venv, the wheel installed into it, run from a folder outside the checkout: the default model is
+    found beside the installed code.
+
+    The venv sees this environment's site-packages (numpy, OpenCV, ai-edge-litert, pip), as a Pi venv sees apt's,
+    through a .pth file listing them after its own: unlike --system-site-packages that also works when this
+    environment is itself a venv, and the .pth files in those folders (an editable install's finder) are not run.
+    """
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python, env = venv / "bin" / "python", clean_env()
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    (site_packages / "outer.pth").write_text("\n".join(site.getsitepackages()) + "\n")
 
     def call(*args, check=True):
         done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -147,8 +155,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
     call(python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel)
     where = call(python, "-c", "import edge_app.shipped as s; print(s.__file__); print(s.DEFAULT_MODEL)").stdout
     code, model = (Path(line) for line in where.split())
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    assert code.is_relative_to(site) and model == site / SHIPPED / DEFAULT_MODEL.name, where
+    assert code.is_relative_to(site_packages) and model == site_packages / SHIPPED / DEFAULT_MODEL.name, where
     assert model.is_file()
 
     photos = tmp_path / "photos"
