@@ -9,11 +9,14 @@ in slices it can leave on a signal, and a thread still stuck in C is abandoned (
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 
+from edge_app.logs import NOTICE
 from edge_app.sources import Frame, FrameSource, SourceError
+
+log = logging.getLogger(__name__)
 
 
 class Grabber:
@@ -84,13 +87,10 @@ class Grabber:
                 self.source.close()
                 self.source.open()
                 self.reconnects += 1
-                print(f"note: {self.source.name} reopened (attempt {self._attempts})", file=sys.stderr)
+                log.log(NOTICE, "%s reopened (attempt %d)", self.source.name, self._attempts)
                 return True
             except Exception as exc:  # noqa: BLE001 - drivers raise anything; each failure is one retry
-                print(
-                    f"warning: reopening {self.source.name} failed ({self._attempts}/{self.retries}): {exc}",
-                    file=sys.stderr,
-                )
+                log.warning("reopening %s failed (%d/%d): %s", self.source.name, self._attempts, self.retries, exc)
         return False
 
     def _open(self) -> bool:
@@ -116,7 +116,7 @@ class Grabber:
                 except Exception as exc:  # noqa: BLE001 - cv2.error, RuntimeError...: a failed read
                     if not isinstance(exc, SourceError):
                         exc = SourceError(f"{self.source.name} failed: {type(exc).__name__}: {exc}")
-                    print(f"warning: {exc}", file=sys.stderr)
+                    log.warning("%s", exc)
                     if self.source.live and self._reopen():
                         continue
                     if not self._stop.is_set():
@@ -136,7 +136,7 @@ class Grabber:
         try:
             self.source.close()
         except Exception as exc:  # noqa: BLE001 - a failing close must not hide the run's result
-            print(f"warning: closing {self.source.name} failed: {exc}", file=sys.stderr)
+            log.warning("closing %s failed: %s", self.source.name, exc)
 
     def next_frame(self, timeout: float = 5.0) -> Frame | None:
         """The newest frame not yet taken; None when the source has ended (or `timeout` passed)."""
@@ -164,7 +164,4 @@ class Grabber:
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
         if self._thread.is_alive():
-            print(
-                f"warning: {self.source.name} did not stop within {timeout:g} s; left to close on its own",
-                file=sys.stderr,
-            )
+            log.warning("%s did not stop within %g s; left to close on its own", self.source.name, timeout)

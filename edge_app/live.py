@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import sys
@@ -24,6 +25,8 @@ from edge_app.errors import EdgeClfError
 from edge_app.overlay import VideoSink, Window, annotate
 from edge_app.sources import Frame
 from edge_app.timings import Timings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def _collector(options: LiveOptions) -> Collector | None:
     try:
         return Collector(options.collect, options.collect_limits)
     except EdgeClfError as exc:
-        print(f"warning: {exc}; collecting stopped", file=sys.stderr)
+        log.warning("%s; collecting stopped", exc)
         return None
 
 
@@ -233,7 +236,7 @@ def run_live(
                     if collector.offer(frame, top[0][0]):
                         summary.collected += 1
                 except EdgeClfError as exc:
-                    print(f"warning: {exc}; collecting stopped", file=sys.stderr)
+                    log.warning("%s; collecting stopped", exc)
                     collector = None
     except BrokenPipeError:
         summary.reason = "output closed"

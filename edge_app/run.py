@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_app import logs
 from edge_app.argtypes import finite_float
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
@@ -19,6 +20,8 @@ from edge_app.overlay import gui_available
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
 from edge_app.sources import parse_source
+
+log = logging.getLogger(__name__)
 
 
 def default_model() -> Path:
@@ -106,7 +109,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=int, default=5, help="reopen a failed camera or stream N times (5)")
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
-    parser.add_argument("--verbose", action="store_true", help="print the runtime, model and source to stderr")
+    parser.add_argument(
+        "--verbose", action="store_true", help="log the runtime, model and source, and debug messages, to stderr"
+    )
     return parser
 
 
@@ -134,17 +139,23 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Open the model and the source, run the live loop, print the summary line.
 
     0 when the source ended or a bound was reached; 130 after SIGINT and 143 after SIGTERM,
-    honoured within 2 s whatever the source is doing (opening, reading, reconnecting)."""
+    honoured within 2 s whatever the source is doing (opening, reading, reconnecting); 1 on an error,
+    logged as one (priority 3 in the journal)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     _check(parser, args)
-    with StopFlag() as stop:
-        summary, name = _run(args, stop)
-    print(summary.line(), file=sys.stderr)
-    if stop.exit_code is not None:
-        return stop.exit_code
-    if summary.frames == 0:
-        raise EdgeClfError(f"no frame could be classified from {name}")
+    logs.setup(args.verbose)
+    try:
+        with StopFlag() as stop:
+            summary, name = _run(args, stop)
+        log.info("%s", summary.line())
+        if stop.exit_code is not None:
+            return stop.exit_code
+        if summary.frames == 0:
+            raise EdgeClfError(f"no frame could be classified from {name}")
+    except EdgeClfError as exc:
+        log.error("%s", exc)
+        return 1
     return 0
 
 
@@ -160,12 +171,11 @@ def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
             raise EdgeClfError(f"cannot --display: {why}; use --no-display")
     if args.verbose:
         info = clf.info
-        print(
+        log.info(
             f"runtime {clf.runtime}, {args.threads or os.cpu_count()} threads; model {clf.path} ({info.architecture}, "
             f"{info.quantization}, input {info.input.height}x{info.input.width} {clf.input_quant.dtype.__name__}, "
             f"{len(info.labels)} labels); source {source.name} ({'live' if source.live else 'file'}); "
-            f"{'display' if display else 'headless'}",
-            file=sys.stderr,
+            f"{'display' if display else 'headless'}"
         )
     options = LiveOptions(
         top_k=args.top_k,

@@ -6,7 +6,7 @@ frame's inference and the camera loop never waits for more than one request's.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from typing import Any
@@ -20,6 +20,8 @@ from edge_app.errors import EdgeClfError
 from edge_app.live import FrameResult, FrameStep
 from edge_app.overlay import annotate
 from edge_app.sources import FrameSource
+
+log = logging.getLogger(__name__)
 
 
 class SharedClassifier:
@@ -75,14 +77,14 @@ class LiveFeed:
             if frame is None:
                 if self.grabber.ended:
                     self.error = self.grabber.error or "the source ended"
-                    print(f"live feed stopped: {self.error}", file=sys.stderr)
+                    log.warning("live feed stopped: %s", self.error)
                     break
                 continue
             try:
                 self._show(frame, cv2)
             except Exception as exc:  # noqa: BLE001 - a full disk, a cv2 error...: the page must say so
                 self.error = str(exc) if isinstance(exc, EdgeClfError) else f"{type(exc).__name__}: {exc}"
-                print(f"live feed stopped: {exc}", file=sys.stderr)
+                log.warning("live feed stopped: %s", exc)
                 break
 
     def _show(self, frame: Any, cv2: Any) -> None:

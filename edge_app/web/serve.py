@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app import malloc
+from edge_app import logs, malloc
 from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
@@ -27,6 +27,8 @@ from edge_app.web.app import LOOPBACK_NAMES, MIN_TOKEN_CHARS, WebConfig, create_
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import History
 from edge_app.web.uploads import MAX_PIXELS
+
+log = logging.getLogger("edge_app.web.serve")  # not __name__: that is "__main__" under `python -m`
 
 TOKEN_ENV = "EDGECLF_TOKEN"
 TOKEN_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
@@ -142,7 +144,7 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
     token = args.token
     if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(18)
-        print(f"binding {args.host}: requests need the token {token}", file=sys.stderr, flush=True)
+        log.log(logs.NOTICE, "binding %s: requests need the token %s", args.host, token)
     clf = Classifier(args.model or default_model(), args.labels, args.runtime)
     shared = SharedClassifier(clf, args.top_k, args.threshold)
     history = History(args.db or default_db())
@@ -175,9 +177,10 @@ class Stopped(KeyboardInterrupt):
 
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Start the server; SIGINT / SIGTERM stop it, release the camera, and exit 130 / 143."""
+    """Start the server; SIGINT / SIGTERM stop it, release the camera, and exit 130 / 143; 1 on an error."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    logs.setup(False)
     if not 0 <= args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
         parser.error("check --port (0-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
     if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
@@ -201,8 +204,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         return _serve(waitress, args, running)
     except Stopped as stop:  # during start-up (loading the model, opening the camera) or a second signal
-        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        log.info("stopped by %s", signal.Signals(stop.signum).name)
         return 128 + stop.signum
+    except EdgeClfError as exc:  # logged here rather than printed by `guarded`: the journal gets priority 3
+        log.error("%s", exc)
+        return 1
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -229,7 +235,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
     bound_shutdown(server, SIGNAL_GRACE)
     host = f"[{args.host}]" if ":" in args.host else args.host
     try:
-        print(f"serving http://{host}:{server.effective_port}/ (waitress, {args.threads} threads)", file=sys.stderr)
+        log.info("serving http://%s:%s/ (waitress, %d threads)", host, server.effective_port, args.threads)
         server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (SIGNAL_GRACE at most)
     except (Stopped, OSError):  # Stopped: a signal just before run() began
         pass
@@ -238,7 +244,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
         if feed:
             feed.stop(timeout=1.0 if signum else 5.0)  # ends the streams, releases the camera; after a signal, fast
         server.close()
-        print(f"server stopped{f' by {signal.Signals(signum).name}' if signum else ''}", file=sys.stderr, flush=True)
+        log.info("server stopped%s", f" by {signal.Signals(signum).name}" if signum else "")
     return 128 + signum if signum else 0
 
 
