@@ -17,6 +17,7 @@ benchmark and doctor data (through `sources.read_image`), and web uploads. The r
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -140,6 +141,20 @@ def check(header: ImageHeader | None, limits: DecodeLimits) -> tuple[int, int]:
 _FLAGS = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
 
 
+# the smallest GIF (1x1), to ask OpenCV whether it was built with a GIF reader
+TINY_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+@functools.cache
+def reads_gif() -> bool:
+    """Whether this OpenCV decodes GIF (5.0's wheels do; opencv-python's 4.x wheels are built without it)."""
+    cv2 = preprocess._cv2()
+    return cv2.imdecode(np.frombuffer(TINY_GIF, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
 @contextmanager
 def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Iterator[np.ndarray]:
     """Decode within `limits` and keep the image's share of the memory budget until the block ends,
@@ -156,6 +171,8 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
         except cv2.error as exc:
             reason = str(exc).strip().splitlines()[-1][:120]
             raise ImageRejected(f"corrupt {header.format} image: {reason}") from None
+        if image is None and header.format == "GIF" and not reads_gif():
+            raise ImageRejected(f"GIF image: this OpenCV ({cv2.__version__}) has no GIF reader; convert it to PNG")
         if image is None or image.size == 0:
             raise ImageRejected(f"corrupt {header.format} image: it could not be decoded")
         if image.shape[0] * image.shape[1] > out_pixels(header, factor):
