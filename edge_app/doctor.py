@@ -328,7 +328,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or "python -m edge_app.doctor",
         description="Check this machine for edgeclf: runtimes, camera, display, model. With --unit, print a "
         "systemd unit for `edgeclf run` instead.",
-        epilog="example: edgeclf doctor --unit --source picamera2 > edgeclf.service",
+        epilog="example: %(prog)s --unit --source picamera2 > edgeclf.service",
         allow_abbrev=False,
     )
     parser.add_argument("--model", type=Path, help="model to try (default: the shipped default)")
