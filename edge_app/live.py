@@ -231,7 +231,7 @@ def run_live(
                 if window and not window.show(shown):
                     summary.reason = "q pressed"
                     break
-            if collector and uncertain:
+            if collector is not None and uncertain:
                 try:
                     if collector.offer(frame, top[0][0]):
                         summary.collected += 1
