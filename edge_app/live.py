@@ -22,6 +22,7 @@ from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.collector import CollectLimits, Collector
 from edge_app.errors import EdgeClfError
+from edge_app.notify import Notifier
 from edge_app.overlay import VideoSink, Window, annotate
 from edge_app.sources import Frame
 from edge_app.timings import Timings
@@ -181,14 +182,22 @@ def _collector(options: LiveOptions) -> Collector | None:
 
 
 def run_live(
-    clf: Classifier, grabber: Grabber, options: LiveOptions, out: TextIO | None = None, stop: StopFlag | None = None
+    clf: Classifier,
+    grabber: Grabber,
+    options: LiveOptions,
+    out: TextIO | None = None,
+    stop: StopFlag | None = None,
+    notifier: Notifier | None = None,
 ) -> Summary:
     """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run.
 
-    `stop`: a StopFlag the caller already holds (it then also covered opening the source)."""
+    `stop`: a StopFlag the caller already holds (it then also covered opening the source).
+    `notifier`: systemd's notify socket (from the environment when None): READY=1 after the first
+    frame, WATCHDOG=1 only while frames are classified, STOPPING=1 at the end."""
     if stop is None:
         with StopFlag() as own:
-            return run_live(clf, grabber, options, out, own)
+            return run_live(clf, grabber, options, out, own, notifier)
+    notifier = notifier or Notifier()
     out = out or sys.stdout
     summary = Summary()
     step = FrameStep(clf, options.top_k, options.threshold, options.smooth)
@@ -220,6 +229,7 @@ def run_live(
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
             summary.add_frame(infer_ms)
+            notifier.frame()
             label = "uncertain" if uncertain else top[0][0]
             if options.json_lines and (label != printed_label or now - printed_at >= options.json_every):
                 print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
@@ -242,6 +252,7 @@ def run_live(
         summary.reason = "output closed"
     finally:
         summary.seconds = time.monotonic() - start
+        notifier.stopping()
         grabber.stop(timeout=1.0 if stop.event.is_set() else 5.0)  # a signal is honoured within 2 s
         if sink:
             sink.close()

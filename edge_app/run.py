@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_app import logs
+from edge_app import cameraopts, logs
 from edge_app.argtypes import finite_float
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
@@ -36,14 +36,6 @@ def _triple(text: str) -> tuple[float, float, float]:
     if len(parts) != 3:
         raise argparse.ArgumentTypeError("give one number or three (R,G,B)")
     return parts[0], parts[1], parts[2]
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT, e.g. 640x480") from None
-    return w, h
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -105,8 +97,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-frames", type=int, help="stop after N classified frames")
     parser.add_argument("--duration", type=finite_float, help="stop after S seconds")
-    parser.add_argument("--size", type=_size, default=(640, 480), help="camera resolution WxH (default 640x480)")
-    parser.add_argument("--retries", type=int, default=5, help="reopen a failed camera or stream N times (5)")
+    cameraopts.add_arguments(parser)
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
     parser.add_argument(
@@ -123,7 +114,6 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (args.max_frames is not None and args.max_frames < 1, "--max-frames must be at least 1"),
         (args.duration is not None and args.duration <= 0, "--duration must be positive"),
         (args.threads is not None and args.threads < 1, "--threads must be at least 1"),
-        (args.retries < 0, "--retries must be 0 or more"),
         (args.json_every is not None and args.json_every < 0, "--json-every must be 0 or more"),
         (args.collect_every < 0, "--collect-every must be 0 or more"),
         (args.collect_max_mb < 0, "--collect-max-mb must be 0 or more"),
@@ -132,6 +122,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for failed, message in bad:
         if failed:
             parser.error(message)
+    args.camera = cameraopts.settings(parser, args)
 
 
 @guarded
@@ -161,7 +152,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
     clf = Classifier(args.model or default_model(), args.labels, args.runtime, args.threads, args.mean, args.std)
-    source = parse_source(args.source, args.size)
+    source = parse_source(args.source, args.camera)
     display = args.display
     if display is None:
         display = gui_available()[0]

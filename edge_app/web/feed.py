@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.errors import EdgeClfError
 from edge_app.live import FrameResult, FrameStep
+from edge_app.notify import Notifier
 from edge_app.overlay import annotate
 from edge_app.sources import FrameSource
 
@@ -49,12 +51,16 @@ class LiveFeed:
         history: Any = None,
         sample_every: float = 0.0,
         retries: int = 5,
+        notifier: Notifier | None = None,
+        on_give_up: Callable[[str], None] | None = None,
     ) -> None:
         self.shared = shared
         self.source = source
         self.history = history
         self.sample_every = sample_every
         self.grabber = Grabber(source, retries=retries)
+        self.notifier = notifier or Notifier({})  # fed per classified frame: READY=1, then WATCHDOG=1
+        self.on_give_up = on_give_up  # called when a live source failed for good (serve then exits 1)
         self.jpeg: bytes | None = None
         self.result: FrameResult | None = None
         self.fps = 0.0
@@ -78,6 +84,8 @@ class LiveFeed:
                 if self.grabber.ended:
                     self.error = self.grabber.error or "the source ended"
                     log.warning("live feed stopped: %s", self.error)
+                    if self.grabber.error and self.on_give_up is not None and not self._stop.is_set():
+                        self.on_give_up(self.error)
                     break
                 continue
             try:
@@ -90,6 +98,7 @@ class LiveFeed:
     def _show(self, frame: Any, cv2: Any) -> None:
         """Classify one frame, publish its annotated JPEG, and sample it to the history when due."""
         result = self.shared.classify(frame.for_model, live=True)
+        self.notifier.frame()
         now = time.monotonic()
         rate = 1.0 / max(now - self._last, 1e-6)
         self.fps = 0.9 * self.fps + 0.1 * rate if self.fps else rate

@@ -10,15 +10,17 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edge_app import logs, malloc
+from edge_app import cameraopts, logs, malloc
 from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
+from edge_app.notify import Notifier
 from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
@@ -102,6 +104,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "The next viewer gets 503",
     )
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
+    camera = parser.add_argument_group("camera (with --source)")
+    cameraopts.add_arguments(camera)
     return parser
 
 
@@ -139,8 +143,12 @@ def resolve_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str |
     return token
 
 
-def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None]:
-    """The WSGI app, the live feed (or None) and the token in force."""
+def make_app(
+    args: argparse.Namespace, notifier: Notifier | None = None, on_give_up: Callable[[str], None] | None = None
+) -> tuple[Any, LiveFeed | None, str | None]:
+    """The WSGI app, the live feed (or None) and the token in force.
+
+    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good."""
     token = args.token
     if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(18)
@@ -150,7 +158,9 @@ def make_app(args: argparse.Namespace) -> tuple[Any, LiveFeed | None, str | None
     history = History(args.db or default_db())
     feed = None
     if args.source:
-        feed = LiveFeed(shared, parse_source(args.source), history, args.history_live_every).start()
+        source = parse_source(args.source, args.camera)
+        feed = LiveFeed(shared, source, history, args.history_live_every, args.retries, notifier, on_give_up)
+        feed.start()
     config = WebConfig(
         token=token,
         max_upload=int(args.max_upload_mb * 1024 * 1024),
@@ -187,6 +197,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--max-upload-mb {args.max_upload_mb:g}: must be above 0 and at most {MAX_UPLOAD_MB} (MiB)")
     if args.max_pixels < 1:
         parser.error("--max-pixels must be above 0")
+    args.camera = cameraopts.settings(parser, args)
     if args.max_viewers is None:
         args.max_viewers = min(2, args.threads - 1)
     elif not 0 <= args.max_viewers < args.threads:
@@ -204,6 +215,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         return _serve(waitress, args, running)
     except Stopped as stop:  # during start-up (loading the model, opening the camera) or a second signal
+        if running.get("failed"):
+            log.error("stopping: %s", running["failed"])
+            return 1
         log.info("stopped by %s", signal.Signals(stop.signum).name)
         return 128 + stop.signum
     except EdgeClfError as exc:  # logged here rather than printed by `guarded`: the journal gets priority 3
@@ -215,9 +229,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 
 def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> int:
-    """Build the app, serve until a signal, shut down cleanly; 0, or 128 + the signal's number."""
+    """Build the app, serve until a signal, shut down cleanly; 0, 128 + the signal's number, or 1 when the
+    live source gave up."""
     malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
-    app, feed, _token = make_app(args)
+    notifier = Notifier()
+    app, feed, _token = make_app(args, notifier, partial(_give_up, running))
     running["feed"] = feed
     try:
         server = waitress.create_server(
@@ -234,18 +250,47 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
         raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     bound_shutdown(server, SIGNAL_GRACE)
     host = f"[{args.host}]" if ":" in args.host else args.host
+    heartbeat = threading.Event()
+    if feed is None:  # no frames to wait for: ready once listening, and alive while the server runs
+        notifier.send("READY=1\nSTATUS=serving")
+        if notifier.interval:
+            beat = partial(_heartbeat, notifier, heartbeat)
+            threading.Thread(target=beat, name="edgeclf-watchdog", daemon=True).start()
     try:
         log.info("serving http://%s:%s/ (waitress, %d threads)", host, server.effective_port, args.threads)
         server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (SIGNAL_GRACE at most)
     except (Stopped, OSError):  # Stopped: a signal just before run() began
         pass
     finally:
+        heartbeat.set()
+        notifier.stopping()
         signum = running.get("signum", 0)
         if feed:
             feed.stop(timeout=1.0 if signum else 5.0)  # ends the streams, releases the camera; after a signal, fast
         server.close()
-        log.info("server stopped%s", f" by {signal.Signals(signum).name}" if signum else "")
+        if running.get("failed"):
+            log.error("server stopped: %s", running["failed"])
+        else:
+            log.info("server stopped%s", f" by {signal.Signals(signum).name}" if signum else "")
+    if running.get("failed"):
+        return 1
     return 128 + signum if signum else 0
+
+
+def _heartbeat(notifier: Notifier, stop: threading.Event) -> None:
+    """WATCHDOG=1 every half watchdog period until `stop`: serve without a camera has no frames to count."""
+    while not stop.wait(notifier.interval):
+        notifier.send("WATCHDOG=1")
+
+
+def _give_up(running: dict[str, Any], reason: str) -> None:
+    """The live camera failed for good: stop the server as a signal would, and exit 1 so Restart= fires.
+
+    Runs in the feed's thread; the main thread is woken with SIGINT, whose handler stops waitress."""
+    running["failed"] = f"the live source gave up: {reason}"
+    main = running.get("main")
+    if main is not None:
+        signal.pthread_kill(main, signal.SIGINT)
 
 
 def bound_shutdown(server: Any, grace: float) -> None:
@@ -273,6 +318,7 @@ def _stop_on_signals(running: dict[str, Any]) -> dict[int, Any]:
     thread (tests), nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    running["main"] = threading.main_thread().ident
 
     def stop(signum: int, _frame: Any) -> None:
         running["signum"] = signum  # waitress's run() swallows the exception: this says why it returned
