@@ -42,7 +42,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m edge_app",
         description="Classify a camera, video, stream or images live with a .tflite model, using only a TFLite "
-        "runtime (no TensorFlow). Headless runs print one JSON line per frame.",
+        "runtime (no TensorFlow). Headless runs print JSON lines (every frame of a file; for cameras one a "
+        "second and at each change of label, see --json-every). Under systemd (Type=notify) it reports READY "
+        "with its first frame and feeds the watchdog while frames flow: edgeclf doctor --unit writes the unit.",
     )
     parser.add_argument("--model", type=Path, help=f"the .tflite model (default: models/{DEFAULT_MODEL.name})")
     parser.add_argument(
