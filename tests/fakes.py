@@ -129,6 +129,11 @@ def encode_yuv420(bgr: np.ndarray, colour_space: ColorSpace, stride: int, seed: 
     return buffer.reshape(h * 3 // 2, stride)
 
 
+class WouldHang(BaseException):
+    """The real picamera2 would block for ever here. A BaseException, so that the `except Exception` of
+    the code under test (a close() that must not fail the run) cannot hide it; recorded in `hangs` too."""
+
+
 class FakePicamera2:
     """picamera2.Picamera2 as its source behaves; `install_picamera2` makes a configured subclass per test.
 
@@ -136,7 +141,8 @@ class FakePicamera2:
     newer versions list USB cameras last, older ones in libcamera's order), `open_error` (raised by the
     constructor), `stall_after` (captures delivered before the camera stops delivering, per instance),
     `fail_after` (captures before one raises) and `hang_limit` (a call that picamera2 would block in
-    forever fails with AssertionError after this many seconds instead, so a test cannot hang)."""
+    forever raises WouldHang after this many seconds instead, so a test cannot hang; each such call is
+    appended to the class's `hangs`, so a test can assert that none happened even where a thread ate it)."""
 
     platform = Platform.VC4
     cameras: list[dict] = [CSI_CAMERA]
@@ -146,6 +152,11 @@ class FakePicamera2:
     fail_after: int | None = None
     hang_limit = 5.0
     instances: list[FakePicamera2] = []
+    hangs: list[str] = []  # what would have hung for ever, in order
+
+    def _hang(self, what: str) -> WouldHang:
+        type(self).hangs.append(what)
+        return WouldHang(what)
 
     @classmethod
     def global_camera_info(cls) -> list[dict]:
@@ -330,7 +341,7 @@ class FakePicamera2:
             return job.result(timeout=self.hang_limit if timeout is None else timeout)
         except concurrent.futures.TimeoutError:
             if timeout is None:
-                raise AssertionError("capture without wait= on a stalled camera: picamera2 blocks forever") from None
+                raise self._hang("capture without wait= on a stalled camera: picamera2 blocks forever") from None
             raise  # picamera2's Job.get_result: Future.result(timeout); the job stays queued
 
     def capture_array(self, name="main", wait=None, signal_function=None):
@@ -356,7 +367,7 @@ class FakePicamera2:
             try:
                 job.result(timeout=self.hang_limit)  # only cancel_all_and_flush() ends this wait
             except concurrent.futures.TimeoutError:
-                raise AssertionError("stop() behind a capture job that never completes: picamera2 hangs here") from None
+                raise self._hang("stop() behind a capture job that never completes: picamera2 hangs here") from None
         self.started = False
 
     def close(self) -> None:
@@ -390,7 +401,13 @@ def install_picamera2(monkeypatch, pisp: bool = False, cameras=(CSI_CAMERA,), **
     cls = type(
         "FakePicamera2",
         (FakePicamera2,),
-        {"platform": Platform.PISP if pisp else Platform.VC4, "cameras": list(cameras), "instances": [], **settings},
+        {
+            "platform": Platform.PISP if pisp else Platform.VC4,
+            "cameras": list(cameras),
+            "instances": [],
+            "hangs": [],
+            **settings,
+        },
     )
     package = types.ModuleType("picamera2")
     package.__path__ = []

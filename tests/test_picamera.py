@@ -15,6 +15,7 @@ from tests.fakes import (
     USB_CAMERA,
     ColorSpace,
     Transform,
+    WouldHang,
     break_import,
     encode_yuv420,
     install_picamera2,
@@ -71,13 +72,30 @@ def test_fake_stall_times_out_like_picamera2_and_stop_waits_behind_the_job(monke
     assert main.shape == (48, 64, 3)
     with pytest.raises(concurrent.futures.TimeoutError):  # Future.result(timeout): builtins.TimeoutError on 3.11
         cam.capture_arrays(["main"], wait=0.05)
-    with pytest.raises(AssertionError, match="hangs"):  # the timed-out job is still queued
+    with pytest.raises(WouldHang, match="hangs"):  # the timed-out job is still queued
         cam.stop()
-    with pytest.raises(AssertionError, match="blocks forever"):
+    with pytest.raises(WouldHang, match="blocks forever"):
         cam.capture_arrays(["main"])
     cam.cancel_all_and_flush()
     cam.stop()
     assert not cam.started and cam.cancelled == 3  # both captures and the first stop() were queued
+    assert len(cls.hangs) == 2 and not issubclass(WouldHang, Exception)
+
+
+def test_a_hang_is_not_swallowed_by_the_code_under_test(monkeypatch):
+    """Picamera2Source.close() catches Exception: a hang the fake reports must get through it, or a
+    source that forgets to flush the stalled job passes every test."""
+    cls = install_picamera2(monkeypatch, stall_after=1, hang_limit=0.2)
+    monkeypatch.setattr(Picamera2Source, "_flush", lambda self: None)  # the mutation: no flush
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.05), factory=cls)
+    source.open()
+    source.read()
+    with pytest.raises(SourceError, match="stalled"):
+        source.read()
+    with pytest.raises(WouldHang, match="picamera2 hangs here"):
+        source.close()
+    assert len(cls.hangs) == 1  # recorded too, for tests where a thread would swallow it
+    cls.instances[-1].cancel_all_and_flush()
 
 
 def test_fake_capture_without_wait_is_released_only_by_cancel(monkeypatch):
