@@ -54,6 +54,11 @@ def settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Camer
         (width < 2 or height < 2, f"--size {width}x{height}: a camera frame is at least 2x2"),
         (args.fps <= 0, f"--fps {args.fps:g}: must be above 0"),
         (args.stall_timeout <= 0, f"--stall-timeout {args.stall_timeout:g}: must be above 0 (seconds)"),
+        (
+            args.fps > 0 and args.stall_timeout > 0 and 2 / args.fps > args.stall_timeout,
+            f"--fps {args.fps:g} with --stall-timeout {args.stall_timeout:g}: two frames take longer than the "
+            "stall timeout, so every frame would count as a stall; raise --stall-timeout",
+        ),
         (args.retries < 0, "--retries must be 0 or more"),
     ]
     for failed, message in bad:

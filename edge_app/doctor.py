@@ -253,7 +253,7 @@ def _run_options(argv: Sequence[str]) -> argparse.Namespace:
 def systemd_unit(run_argv: Sequence[str], user: str, venv: Path, workdir: Path, made_by: str) -> str:
     """The unit that runs `<venv>/bin/edgeclf run RUN_ARGV --no-display` as `user` in `workdir` under systemd's
     watchdog; After=network-online.target only for a URL source. UnitError for options that cannot make one."""
-    from edge_app.notify import watchdog_seconds
+    from edge_app.notify import OPENCV_TIMEOUT, watchdog_seconds
     from edge_app.sources import URL
 
     for value in (*run_argv, user, str(venv), str(workdir)):
@@ -262,8 +262,9 @@ def systemd_unit(run_argv: Sequence[str], user: str, venv: Path, workdir: Path, 
     args = _run_options(run_argv)
     if args.display:
         raise UnitError("a service has no screen: leave out --display")
-    stall = getattr(args, "stall_timeout", 5.0)  # run's --stall-timeout, when it has one
-    watchdog = watchdog_seconds(stall, args.retries)
+    stall = args.stall_timeout
+    watchdog = watchdog_seconds(args.source, stall, args.retries)
+    reads = f"--stall-timeout {stall:g}" if args.source == "picamera2" else f"OpenCV's {OPENCV_TIMEOUT:g} s timeouts"
     words = [str(venv / "bin" / "edgeclf"), "run", *run_argv, *([] if args.display is False else ["--no-display"])]
     lines = [
         "# edgeclf run as a systemd service: started at boot, restarted when it fails or its frames stop.",
@@ -295,7 +296,7 @@ def systemd_unit(run_argv: Sequence[str], user: str, venv: Path, workdir: Path, 
         "Environment=PYTHONUNBUFFERED=1",
         "ExecStart=" + " ".join(systemd_quote(word) for word in words),
         "# the watchdog outlasts the run's own reopens of a failed camera "
-        f"(--stall-timeout {stall:g}, --retries {args.retries}),",
+        f"({reads}, --retries {args.retries}),",
         "# so only a stuck process is killed; the start also loads the model before the first frame",
         f"WatchdogSec={watchdog}",
         f"TimeoutStartSec={watchdog + START_ALLOWANCE}",

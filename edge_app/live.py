@@ -43,6 +43,9 @@ class LiveOptions:
     collect: Path | None = None
     collect_limits: CollectLimits = CollectLimits()
     json_every: float = 0.0  # seconds between JSON lines (0: every frame); a change of label prints at once
+    # a live source without a frame for this long is stuck beyond its own reopens (a driver call that never
+    # returns): the run ends with an error instead of waiting for ever (None: wait)
+    give_up_after: float | None = None
 
 
 class Smoother:
@@ -208,7 +211,8 @@ def run_live(
     fps = 0.0
     last = None
     printed_label, printed_at = None, -math.inf
-    start = time.monotonic()
+    start = last_frame = time.monotonic()
+    stuck = False
     try:
         while not stop.event.is_set():
             if options.max_frames is not None and summary.frames >= options.max_frames:
@@ -221,10 +225,17 @@ def run_live(
             if frame is None:
                 if grabber.ended:
                     break
+                silent = time.monotonic() - last_frame
+                if source.live and options.give_up_after is not None and silent > options.give_up_after:
+                    stuck = True
+                    raise EdgeClfError(
+                        f"no frame for {silent:.0f} s from {source.name}, longer than its reopens take: "
+                        f"the capture is stuck ({summary.frames} frames classified before)"
+                    )
                 continue
             result = step(frame.for_model)
             top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
-            now = time.monotonic()
+            now = last_frame = time.monotonic()
             if last is not None and now > last:
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
@@ -253,7 +264,7 @@ def run_live(
     finally:
         summary.seconds = time.monotonic() - start
         notifier.stopping()
-        grabber.stop(timeout=1.0 if stop.event.is_set() else 5.0)  # a signal is honoured within 2 s
+        grabber.stop(timeout=1.0 if stop.event.is_set() or stuck else 5.0)  # a signal is honoured within 2 s
         if sink:
             sink.close()
         if window:

@@ -2,9 +2,11 @@
 
 systemd sets NOTIFY_SOCKET (a path, or '@name' for an abstract socket) for a Type=notify unit,
 and WATCHDOG_USEC when the unit has WatchdogSec=. The frame loop calls `Notifier.frame()` for
-each classified frame: the first one sends READY=1, later ones send WATCHDOG=1 at most every
-WATCHDOG_USEC / 2. So the watchdog is fed only while frames flow, and a camera that stops
-delivering makes systemd restart the service even if every thread is stuck.
+each classified frame: the first one sends READY=1, later ones send WATCHDOG=1 every
+WATCHDOG_USEC / 2, and at least every second (so the last ping before a stall is at most 1 s old
+and WatchdogSec need only outlast the reopen schedule by that). The watchdog is fed only while
+frames flow: a camera that stops delivering gets the app's own reopens, then its own exit 1, and
+systemd's kill only if the process is stuck.
 """
 
 from __future__ import annotations
@@ -20,22 +22,53 @@ log = logging.getLogger(__name__)
 
 # picamera2 needs a second or two to construct, configure and start a camera; allow more
 OPEN_ALLOWANCE = 3.0
-# added to the longest silence so that a reopen that just makes it is never killed
+# OpenCV's FFmpeg backend waits up to 30 s in an open or a read of a stream that stopped answering,
+# a V4L2 camera less: the time one call on an OpenCV source may block
+OPENCV_TIMEOUT = 30.0
+# the most time between two WATCHDOG=1 while frames flow (systemd suggests half WatchdogSec; at most this)
+PING_EVERY = 1.0
+# the live loop gives up this long after the reopen schedule should have ended (a capture thread stuck
+# in a driver); the watchdog waits longer still, so the process exits 1 on its own before it is killed
+GIVE_UP_MARGIN = 5.0
 WATCHDOG_MARGIN = 10.0
 
 
-def longest_silence(stall_timeout: float, retries: int, backoff: float = 0.5, max_backoff: float = 8.0) -> float:
-    """Seconds without a classified frame before the app gives up on its own (capture.Grabber's schedule).
+def source_timeouts(source: str | None, stall_timeout: float) -> tuple[float, float]:
+    """How long one read and one open of `source` (a --source value) may take: the Pi camera's reads end
+    after --stall-timeout; an OpenCV camera or stream (or the first camera found, which may be one) can
+    block in FFmpeg or V4L2 for OPENCV_TIMEOUT."""
+    if source == "picamera2":
+        return stall_timeout, OPEN_ALLOWANCE
+    return max(stall_timeout, OPENCV_TIMEOUT), OPENCV_TIMEOUT
 
-    A stall is noticed after `stall_timeout`; then each of `retries` reopens waits its back-off delay,
-    opens (OPEN_ALLOWANCE) and may stall again for `stall_timeout`."""
-    reopens = sum(min(backoff * 2**i, max_backoff) + OPEN_ALLOWANCE + stall_timeout for i in range(retries))
-    return stall_timeout + reopens
+
+def longest_silence(
+    read_timeout: float,
+    retries: int,
+    open_timeout: float = OPEN_ALLOWANCE,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+) -> float:
+    """Seconds without a frame before the app gives up on its own (capture.Grabber's schedule).
+
+    A failed read is noticed after at most `read_timeout`; then each of `retries` reopens waits its
+    back-off delay, opens (`open_timeout`) and may fail its first read again after `read_timeout`."""
+    delays = sum(min(backoff * 2**i, max_backoff) for i in range(retries))
+    return read_timeout + delays + retries * (open_timeout + read_timeout)
 
 
-def watchdog_seconds(stall_timeout: float, retries: int, backoff: float = 0.5, max_backoff: float = 8.0) -> int:
-    """The WatchdogSec= a unit needs: longer than `longest_silence`, so systemd never kills a legitimate reopen."""
-    return math.ceil(longest_silence(stall_timeout, retries, backoff, max_backoff) + WATCHDOG_MARGIN)
+def give_up_after(source: str | None, stall_timeout: float, retries: int) -> float:
+    """Seconds without a frame after which the live loop itself exits 1 (the capture thread is stuck)."""
+    read, open_ = source_timeouts(source, stall_timeout)
+    return longest_silence(read, retries, open_) + GIVE_UP_MARGIN
+
+
+def watchdog_seconds(source: str | None, stall_timeout: float, retries: int) -> int:
+    """The WatchdogSec= a unit needs: the longest silence of `source`'s reopen schedule, plus the time
+    between two pings and a margin beyond the loop's own give-up, so systemd never kills a legitimate
+    reopen, only a process that is stuck."""
+    read, open_ = source_timeouts(source, stall_timeout)
+    return math.ceil(longest_silence(read, retries, open_) + PING_EVERY + WATCHDOG_MARGIN)
 
 
 def _address(value: str) -> str | bytes | None:
@@ -49,8 +82,8 @@ def _address(value: str) -> str | bytes | None:
 class Notifier:
     """Sends notify messages when systemd asked for them; every method is a no-op otherwise.
 
-    A send that fails (the socket went away) is logged once and never raises: the frame loop
-    must not die because the service manager did."""
+    A send that fails never raises (the frame loop must not die because the service manager is
+    busy) and is logged at most once a minute; the next message tries again."""
 
     def __init__(self, environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         env = os.environ if environ is None else environ
@@ -59,12 +92,12 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         watchdog_pid = env.get("WATCHDOG_PID", "")
         if usec.isdigit() and int(usec) > 0 and (not watchdog_pid or watchdog_pid == str(os.getpid())):
-            self.interval = int(usec) / 1e6 / 2
+            self.interval = min(int(usec) / 1e6 / 2, PING_EVERY)
         self.ready = False
         self._clock = clock
         self._last_ping = -math.inf
         self._sock: socket.socket | None = None
-        self._failed = False
+        self._warned = -math.inf
 
     @property
     def enabled(self) -> bool:
@@ -72,7 +105,7 @@ class Notifier:
 
     def send(self, message: str) -> bool:
         """Send one datagram ('READY=1', 'STATUS=...'); False when disabled or it failed."""
-        if self.address is None or self._failed:
+        if self.address is None:
             return False
         try:
             if self._sock is None:
@@ -80,12 +113,14 @@ class Notifier:
             self._sock.sendto(message.encode(), self.address)
             return True
         except OSError as exc:
-            self._failed = True
-            log.warning("systemd notify socket %s failed (%s); no more notifications", self.address, exc)
+            now = self._clock()
+            if now - self._warned >= 60:
+                self._warned = now
+                log.warning("systemd notify socket %s: %s (trying again with the next message)", self.address, exc)
             return False
 
     def frame(self) -> None:
-        """One frame was classified: READY=1 on the first, then WATCHDOG=1 when half the watchdog time passed."""
+        """One frame was classified: READY=1 on the first, then WATCHDOG=1 every half watchdog time (1 s at most)."""
         if self.address is None:
             return
         now = self._clock()

@@ -181,7 +181,7 @@ def test_unit_for_the_pi_camera(capsys):
     assert service["User"] == "alice" and service["WorkingDirectory"] == "/srv/edgeclf"
     assert service["SupplementaryGroups"] == "video"
     assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
-    assert service["WatchdogSec"] == str(watchdog_seconds(5.0, 5))
+    assert service["WatchdogSec"] == str(watchdog_seconds("picamera2", 5.0, 5)) == "72"
     assert int(service["TimeoutStartSec"]) > int(service["WatchdogSec"])
     assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
     assert service["SuccessExitStatus"] == "130 143"
@@ -195,7 +195,8 @@ def test_unit_for_a_stream_waits_for_the_network(capsys):
     _, unit = unit_for(["--source", "rtsp://cam.local:554/stream", "--retries", "2", "--collect", "/data/x"], capsys)
     assert unit["Unit"]["After"] == "network-online.target" and unit["Unit"]["Wants"] == "network-online.target"
     service = unit["Service"]
-    assert service["WatchdogSec"] == str(watchdog_seconds(5.0, 2))
+    assert service["WatchdogSec"] == str(watchdog_seconds("rtsp://cam.local:554/stream", 5.0, 2))
+    assert int(service["WatchdogSec"]) > 30 + 1.5 + 2 * (30 + 30)  # FFmpeg's 30 s open and read timeouts
     words = split_exec(service["ExecStart"])
     assert words[1:] == ["run", "--source", "rtsp://cam.local:554/stream", "--retries", "2", "--collect", "/data/x",
                          "--no-display"]  # fmt: skip
@@ -205,12 +206,9 @@ def test_unit_for_a_stream_waits_for_the_network(capsys):
 
 
 def test_unit_follows_the_stall_timeout(capsys):
-    from edge_app.run import build_parser
-
-    if "--stall-timeout" not in build_parser()._option_string_actions:
-        pytest.skip("edgeclf run has no --stall-timeout yet")
-    _, unit = unit_for(["--source", "0", "--stall-timeout", "2", "--retries", "3"], capsys)
-    assert unit["Service"]["WatchdogSec"] == str(watchdog_seconds(2.0, 3))
+    _, unit = unit_for(["--source", "picamera2", "--stall-timeout", "2", "--retries", "3"], capsys)
+    assert unit["Service"]["WatchdogSec"] == str(watchdog_seconds("picamera2", 2.0, 3))
+    assert int(unit["Service"]["WatchdogSec"]) < 72
 
 
 def test_unit_defaults_to_this_user_venv_and_folder(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,14 @@ import socket
 
 import pytest
 
-from edge_app.notify import Notifier, longest_silence, watchdog_seconds
+from edge_app.notify import (
+    PING_EVERY,
+    Notifier,
+    give_up_after,
+    longest_silence,
+    source_timeouts,
+    watchdog_seconds,
+)
 
 
 class Clock:
@@ -40,16 +47,16 @@ def listener(tmp_path):
 def test_ready_after_first_frame_then_watchdog_every_half_period(listener):
     sock, path = listener
     clock = Clock()
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"}, clock)
-    assert notifier.enabled and notifier.interval == 2.0
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}, clock)
+    assert notifier.enabled and notifier.interval == 0.5
     assert receive_all(sock) == []  # nothing before a frame was classified
     notifier.frame()
     assert receive_all(sock) == ["READY=1\nSTATUS=classifying"]
-    for _ in range(10):  # frames at 10 fps for 1 s: no ping yet
-        clock.now += 0.1
+    for _ in range(10):  # frames at 25 fps for 0.4 s: no ping yet
+        clock.now += 0.04
         notifier.frame()
     assert receive_all(sock) == []
-    clock.now += 1.01  # 2 s after READY
+    clock.now += 0.11  # 0.51 s after READY
     notifier.frame()
     assert receive_all(sock) == ["WATCHDOG=1"]
     clock.now += 30.0  # frames stopped: no frame() call, no message, whatever the time
@@ -86,17 +93,49 @@ def test_disabled_without_socket_and_no_watchdog_without_usec(listener):
     assert other_pid.interval is None  # the watchdog is meant for another process
 
 
-def test_a_vanished_socket_is_reported_once_and_never_raises(tmp_path, caplog):
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock"), "WATCHDOG_USEC": "1000"})
+def test_a_vanished_socket_is_reported_once_a_minute_and_retried(tmp_path, caplog):
+    clock = Clock()
+    path = tmp_path / "later.sock"
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000"}, clock)
     notifier.frame()
+    clock.now += 1
     notifier.frame()
     notifier.stopping()
     assert sum("notify socket" in r.message for r in caplog.records) == 1
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))  # systemd is back (or was only busy): the next message goes through
+    try:
+        clock.now += 1
+        notifier.frame()
+        assert receive_all(sock) == ["WATCHDOG=1"]
+    finally:
+        sock.close()
 
 
-def test_watchdog_outlasts_the_whole_reopen_schedule():
-    # defaults: 5 s stall, 5 retries with 0.5 .. 8 s back-off
-    silence = longest_silence(5.0, 5)
-    assert silence == pytest.approx(5 + (0.5 + 1 + 2 + 4 + 8) + 5 * (3 + 5))
-    assert watchdog_seconds(5.0, 5) > silence
-    assert watchdog_seconds(1.0, 0) > 1.0
+def test_pings_at_least_every_second_whatever_the_watchdog(listener):
+    sock, path = listener
+    clock = Clock()
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(60 * 10**6)}, clock)
+    assert notifier.interval == 1.0  # not 30 s: the last ping before a stall is at most 1 s old
+    notifier.frame()
+    clock.now += 1.0
+    notifier.frame()
+    assert receive_all(sock)[1:] == ["WATCHDOG=1"]
+
+
+@pytest.mark.parametrize("source", ["picamera2", "rtsp://cam/stream", "0", None])
+def test_watchdog_outlasts_the_whole_reopen_schedule(source):
+    from edge_app.capture import Grabber
+
+    read, open_ = source_timeouts(source, 5.0)
+    # Grabber's schedule: its defaults are what longest_silence assumes
+    assert Grabber.__init__.__defaults__ == (5, 0.5, 8.0)
+    delays = 0.5 + 1 + 2 + 4 + 8
+    silence = longest_silence(read, 5, open_)
+    assert silence == pytest.approx(read + delays + 5 * (open_ + read))
+    # the last ping is at most PING_EVERY before the stall; the loop gives up before systemd kills it
+    assert silence + PING_EVERY < give_up_after(source, 5.0, 5) < watchdog_seconds(source, 5.0, 5)
+    if source == "picamera2":
+        assert read == 5.0 and watchdog_seconds(source, 5.0, 5) == 72
+    else:  # FFmpeg's 30 s in an open or a read of a stream that went quiet
+        assert read == open_ == 30.0 and watchdog_seconds(source, 5.0, 5) > 345

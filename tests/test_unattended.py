@@ -3,6 +3,7 @@ frames flow, and a camera that stalls for good ends run and serve with a failure
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -20,7 +21,9 @@ from tests.fakes import ScriptedSource, install_picamera2
 
 def test_camera_options_reach_the_source(converted, monkeypatch):
     seen = []
-    monkeypatch.setattr(edge_app.run, "parse_source", lambda spec, camera: seen.append(camera) or ScriptedSource(3, live=False))
+    monkeypatch.setattr(
+        edge_app.run, "parse_source", lambda spec, camera: seen.append(camera) or ScriptedSource(3, live=False)
+    )
     argv = ["--model", str(converted["int8"]), "--no-display", "--source", "x", "--max-frames", "2"]
     extra = ["--size", "320x240", "--fps", "15", "--hflip", "--stall-timeout", "2.5"]
     assert run_main(argv + extra) == 0
@@ -30,7 +33,15 @@ def test_camera_options_reach_the_source(converted, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "option", [["--fps", "0"], ["--stall-timeout", "-1"], ["--size", "1x1"], ["--fps", "nan"], ["--size", "0x480"]]
+    "option",
+    [
+        ["--fps", "0"],
+        ["--stall-timeout", "-1"],
+        ["--size", "1x1"],
+        ["--fps", "nan"],
+        ["--size", "0x480"],
+        ["--fps", "0.3"],
+    ],
 )
 def test_bad_camera_options_are_usage_errors(option, converted, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -136,7 +147,13 @@ def test_serve_exits_1_when_its_camera_gives_up(converted, monkeypatch, notify_s
     monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (5, 0.05, 0.1))
     argv = ["--model", str(converted["int8"]), "--source", "0", "--port", "0", "--db", str(tmp_path / "h.db")]
     done = {}
-    timer = threading.Timer(20, lambda: done.setdefault("timeout", True))
+    main = threading.main_thread().ident
+
+    def too_long():  # a server that would hang here is stopped, and the test fails instead of hanging
+        done["timeout"] = True
+        signal.pthread_kill(main, signal.SIGINT)
+
+    timer = threading.Timer(20, too_long)
     timer.start()
     try:
         code = serve_main(argv + ["--retries", "1", "--fps", "10", "--vflip"])
@@ -148,3 +165,112 @@ def test_serve_exits_1_when_its_camera_gives_up(converted, monkeypatch, notify_s
     assert any("gave up after 1 retries" in r.message for r in caplog.records)
     texts = [text for _, text in messages]
     assert texts and texts[0].startswith("READY=1"), texts
+
+
+class StuckClosing(ScriptedSource):
+    """A live camera whose reads fail after a few frames and whose close() then blocks in the driver
+    (real picamera2's stop() and close() wait without a timeout): the grabber's reopen never returns."""
+
+    def __init__(self):
+        super().__init__(frames=5)
+        self.release = threading.Event()
+
+    def close(self):
+        super().close()
+        self.release.wait(20)
+
+
+def test_run_exits_1_when_the_capture_thread_is_stuck(converted, monkeypatch, caplog):
+    source = StuckClosing()
+    monkeypatch.setattr(edge_app.run, "parse_source", lambda spec, camera: source)
+    monkeypatch.setattr("edge_app.notify.GIVE_UP_MARGIN", 0.0)
+    monkeypatch.setattr("edge_app.notify.OPENCV_TIMEOUT", 0.5)  # the scripted source stands for an OpenCV one
+    argv = [
+        "--model",
+        str(converted["int8"]),
+        "--no-display",
+        "--source",
+        "0",
+        "--retries",
+        "1",
+        "--stall-timeout",
+        "0.5",
+    ]
+    start = time.monotonic()
+    try:
+        code = run_main(argv)
+    finally:
+        source.release.set()
+    took = time.monotonic() - start
+    assert code == 1
+    assert any("no frame for" in r.message for r in caplog.records), [r.message for r in caplog.records]
+    assert took < 10  # 0.5 s read + 0.5 s back-off + 0.5 s open + 0.5 s read, then the loop's own check
+
+
+def live_feed(converted, source, **kwargs):
+    from edge_app.classifier import Classifier
+    from edge_app.web.feed import LiveFeed, SharedClassifier
+
+    given_up = []
+    feed = LiveFeed(SharedClassifier(Classifier(converted["int8"])), source, on_give_up=given_up.append, **kwargs)
+    return feed, given_up
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_feed_skips_a_bad_frame_and_gives_up_after_many(converted, monkeypatch):
+    feed, given_up = live_feed(converted, ScriptedSource(delay=0.002))
+    calls = {"n": 0}
+    real = feed._show
+
+    def show(frame, cv2):
+        calls["n"] += 1
+        if calls["n"] == 3 or calls["n"] > 10:  # one bad frame, then every frame fails
+            raise ValueError("cv2 could not encode")
+        real(frame, cv2)
+
+    monkeypatch.setattr(feed, "_show", show)
+    feed.start()
+    try:
+        wait_for(lambda: feed.error is not None)
+    finally:
+        feed.stop()
+    assert feed.frames == 9  # the third frame was skipped, not the end of the feed
+    assert "30 frames in a row failed: ValueError: cv2 could not encode" in feed.error
+    assert given_up == [feed.error]
+
+
+def test_feed_goes_on_when_the_history_cannot_store(converted, caplog):
+    from edge_app.errors import EdgeClfError
+
+    class FullDisk:
+        def add(self, *args):
+            raise EdgeClfError("history database error: database or disk is full")
+
+    feed, given_up = live_feed(converted, ScriptedSource(delay=0.002), history=FullDisk(), sample_every=0.001)
+    feed.start()
+    try:
+        wait_for(lambda: feed.frames >= 20)
+    finally:
+        feed.stop()
+    assert feed.error is None and given_up == []
+    assert sum("could not be stored" in r.message for r in caplog.records) == 1
+
+
+def test_feed_gives_up_when_the_capture_is_stuck(converted, monkeypatch):
+    source = StuckClosing()
+    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (1, 0.05, 0.1))
+    feed, given_up = live_feed(converted, source, give_up_after=1.0)
+    feed.start()
+    try:
+        wait_for(lambda: feed.error is not None)
+    finally:
+        source.release.set()
+        feed.stop()
+    assert "no frame for 1 s from scripted: the capture is stuck" in feed.error
+    assert given_up == [feed.error]

@@ -7,6 +7,7 @@ frame's inference and the camera loop never waits for more than one request's.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,10 @@ class SharedClassifier:
             return (self._live if live else self._upload)(image_bgr)
 
 
+# frames in a row that fail to classify or encode before the feed gives up (a single bad frame is skipped)
+MAX_FAILED_FRAMES = 30
+
+
 class LiveFeed:
     """Reads the camera in the background, classifies the newest frame, keeps the latest JPEG."""
 
@@ -53,6 +58,7 @@ class LiveFeed:
         retries: int = 5,
         notifier: Notifier | None = None,
         on_give_up: Callable[[str], None] | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         self.shared = shared
         self.source = source
@@ -61,6 +67,8 @@ class LiveFeed:
         self.grabber = Grabber(source, retries=retries)
         self.notifier = notifier or Notifier({})  # fed per classified frame: READY=1, then WATCHDOG=1
         self.on_give_up = on_give_up  # called when a live source failed for good (serve then exits 1)
+        self.give_up_after = give_up_after  # s without a frame: the capture is stuck (see LiveOptions)
+        self._history_warned = -math.inf
         self.jpeg: bytes | None = None
         self.result: FrameResult | None = None
         self.fps = 0.0
@@ -77,23 +85,38 @@ class LiveFeed:
 
     def _run(self) -> None:
         cv2 = preprocess._cv2()
-        self._last = self._last_sample = time.monotonic()
+        self._last = self._last_sample = last_frame = time.monotonic()
+        failed = 0  # frames in a row that could not be shown
         while not self._stop.is_set():
             frame = self.grabber.next_frame(0.5)
             if frame is None:
+                silent = time.monotonic() - last_frame
                 if self.grabber.ended:
-                    self.error = self.grabber.error or "the source ended"
-                    log.warning("live feed stopped: %s", self.error)
-                    if self.grabber.error and self.on_give_up is not None and not self._stop.is_set():
-                        self.on_give_up(self.error)
+                    self._stopped(self.grabber.error or "the source ended", failure=self.grabber.error is not None)
+                    break
+                if self.source.live and self.give_up_after is not None and silent > self.give_up_after:
+                    self._stopped(f"no frame for {silent:.0f} s from {self.source.name}: the capture is stuck")
                     break
                 continue
+            last_frame = time.monotonic()
             try:
                 self._show(frame, cv2)
-            except Exception as exc:  # noqa: BLE001 - a full disk, a cv2 error...: the page must say so
-                self.error = str(exc) if isinstance(exc, EdgeClfError) else f"{type(exc).__name__}: {exc}"
-                log.warning("live feed stopped: %s", exc)
-                break
+                failed = 0
+            except Exception as exc:  # noqa: BLE001 - a cv2 error...: skip the frame; the page says so if it lasts
+                reason = str(exc) if isinstance(exc, EdgeClfError) else f"{type(exc).__name__}: {exc}"
+                failed += 1
+                if failed == 1:
+                    log.warning("live feed: a frame failed: %s", reason)
+                if failed >= MAX_FAILED_FRAMES:
+                    self._stopped(f"{failed} frames in a row failed: {reason}")
+                    break
+
+    def _stopped(self, reason: str, failure: bool = True) -> None:
+        """The feed ends: say why on the page; a failure of a live source ends the server (on_give_up)."""
+        self.error = reason
+        log.warning("live feed stopped: %s", reason)
+        if failure and self.source.live and self.on_give_up is not None and not self._stop.is_set():
+            self.on_give_up(reason)
 
     def _show(self, frame: Any, cv2: Any) -> None:
         """Classify one frame, publish its annotated JPEG, and sample it to the history when due."""
@@ -114,7 +137,12 @@ class LiveFeed:
             self._last_sample = now
             label = "uncertain" if result.uncertain else result.top[0][0]
             top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
-            self.history.add(frame.image, "live", label, result.top[0][1], top, self.shared.clf.path.name)
+            try:
+                self.history.add(frame.image, "live", label, result.top[0][1], top, self.shared.clf.path.name)
+            except EdgeClfError as exc:  # a full disk: the live view goes on; said once a minute
+                if now - self._history_warned >= 60:
+                    self._history_warned = now
+                    log.warning("live feed: a frame could not be stored in the history: %s", exc)
 
     def wait_jpeg(self, after: int, timeout: float = 2.0) -> tuple[bytes | None, int]:
         """The newest JPEG once a frame newer than `after` exists (or the timeout passed)."""

@@ -15,12 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edge_app import cameraopts, logs, malloc
+from edge_app import cameraopts, logs, malloc, notify
 from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
-from edge_app.notify import Notifier
 from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
@@ -144,7 +143,7 @@ def resolve_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str |
 
 
 def make_app(
-    args: argparse.Namespace, notifier: Notifier | None = None, on_give_up: Callable[[str], None] | None = None
+    args: argparse.Namespace, notifier: notify.Notifier | None = None, on_give_up: Callable[[str], None] | None = None
 ) -> tuple[Any, LiveFeed | None, str | None]:
     """The WSGI app, the live feed (or None) and the token in force.
 
@@ -159,7 +158,8 @@ def make_app(
     feed = None
     if args.source:
         source = parse_source(args.source, args.camera)
-        feed = LiveFeed(shared, source, history, args.history_live_every, args.retries, notifier, on_give_up)
+        give_up = notify.give_up_after(args.source, args.camera.stall_timeout, args.retries)
+        feed = LiveFeed(shared, source, history, args.history_live_every, args.retries, notifier, on_give_up, give_up)
         feed.start()
     config = WebConfig(
         token=token,
@@ -232,7 +232,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
     """Build the app, serve until a signal, shut down cleanly; 0, 128 + the signal's number, or 1 when the
     live source gave up."""
     malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
-    notifier = Notifier()
+    notifier = notify.Notifier()
     app, feed, _token = make_app(args, notifier, partial(_give_up, running))
     running["feed"] = feed
     try:
@@ -277,7 +277,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
     return 128 + signum if signum else 0
 
 
-def _heartbeat(notifier: Notifier, stop: threading.Event) -> None:
+def _heartbeat(notifier: notify.Notifier, stop: threading.Event) -> None:
     """WATCHDOG=1 every half watchdog period until `stop`: serve without a camera has no frames to count."""
     while not stop.wait(notifier.interval):
         notifier.send("WATCHDOG=1")
