@@ -264,3 +264,19 @@ def test_rebinding_csrf_and_csv_formulas(make):
     assert ok.status_code == 200
     csv_text = client.get("/api/history.csv", headers={"Host": "localhost"}).data.decode()
     assert "'=HYPERLINK(1).png" in csv_text
+
+
+def test_the_live_feed_keeps_at_most_its_cap_of_live_rows(converted, tmp_path):
+    history = History(tmp_path / "web" / "history.sqlite3", max_live_rows=3)
+    shared = SharedClassifier(Classifier(converted["int8"]), top_k=3)
+    feed = LiveFeed(shared, ScriptedSource(delay=0.005), history, sample_every=0.01).start()
+    try:
+        deadline = time.monotonic() + 10
+        while (history.before(None, 1) or [None])[0] is None or history.before(None, 1)[0].id < 30:
+            assert time.monotonic() < deadline, "the feed sampled fewer than 30 frames in 10 s"
+            time.sleep(0.05)
+    finally:
+        feed.stop()
+    entries, total = history.page(1, 100)
+    assert all(e.source == "live" for e in entries) and total < 3 + history.prune_every
+    assert sorted(p.name for p in history.thumbs.iterdir()) == sorted(e.thumb for e in entries)

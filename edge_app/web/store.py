@@ -3,7 +3,8 @@
 The schema is versioned (`PRAGMA user_version`) and created on first start. A thumbnail is
 written (atomically) before its row is committed, and removed if the commit fails, so a crash
 never leaves a row without its picture; committed rows survive a kill because SQLite commits
-atomically.
+atomically. Live rows (a sampled frame every few seconds, for weeks) can be capped: the oldest go,
+with their thumbnails; uploads are never pruned.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     model TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
+CREATE INDEX IF NOT EXISTS predictions_source ON predictions(source);
 """
+LIVE = "live"  # the source of the rows the live feed samples, the only ones a cap prunes
+PRUNE_BATCH = 500  # rows deleted per transaction: a lowered cap never holds the lock (or memory) for long
 
 
 def _db_errors(method: Any) -> Any:
@@ -89,11 +93,22 @@ class Entry:
 
 
 class History:
-    """One SQLite file plus a `thumbs/` folder next to it."""
+    """One SQLite file plus a `thumbs/` folder next to it.
 
-    def __init__(self, path: str | Path) -> None:
+    `max_live_rows` caps the rows of the live feed (source 'live'); None or 0: no cap. The oldest live
+    rows beyond it are deleted with their thumbnails when the store opens and then every `prune_every`
+    live rows added (a tenth of the cap, 1 to 100), so once `add` returns the table holds fewer than
+    max_live_rows + prune_every live rows: one indexed query every prune_every adds, no COUNT per add.
+    Uploads are never pruned."""
+
+    def __init__(self, path: str | Path, max_live_rows: int | None = None) -> None:
+        if max_live_rows is not None and max_live_rows < 0:
+            raise ValueError(f"max_live_rows must be 0 (no cap) or more, not {max_live_rows}")
         self.path = Path(path)
         self.thumbs = self.path.parent / "thumbs"
+        self.max_live_rows = max_live_rows or None
+        self.prune_every = max(1, min(100, (max_live_rows or 0) // 10))
+        self._live_added = 0  # live rows added since the last prune
         try:
             self.thumbs.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db:
@@ -106,6 +121,10 @@ class History:
             self._sweep()
         except (sqlite3.Error, OSError) as exc:
             raise EdgeClfError(f"cannot open the history database {self.path}: {exc}") from None
+        if self.max_live_rows is not None:
+            pruned = self.prune_live(self.max_live_rows)  # a cap lowered since the last run
+            if pruned:
+                log.info("history: removed the %d oldest live entries beyond %d", pruned, self.max_live_rows)
 
     def _sweep(self) -> None:
         """Remove what a killed process left in thumbs/: thumbnails whose row was never committed and
@@ -150,8 +169,9 @@ class History:
         top: list[dict[str, Any]],
         model: str,
         filename: str | None = None,
-    ) -> int:
-        """Store a thumbnail and a row; returns the row id."""
+    ) -> tuple[int, str]:
+        """Store a thumbnail and a row; (the row id, the thumbnail's name). A live row may prune the
+        oldest live rows beyond `max_live_rows`; a prune that fails is logged, the row stays added."""
         cv2 = preprocess._cv2()
         h, w = image_bgr.shape[:2]
         scale = THUMB_SIDE / max(h, w)
@@ -172,12 +192,50 @@ class History:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (time.time(), source, filename, thumb, label, confidence, json.dumps(top), model),
                 )
-                return int(cur.lastrowid), thumb
+                entry_id = int(cur.lastrowid)
         except Exception as exc:
             (self.thumbs / thumb).unlink(missing_ok=True)  # no picture without its row
             if isinstance(exc, sqlite3.Error):
                 raise EdgeClfError(f"could not save the prediction: {exc}") from None
             raise
+        if source == LIVE and self.max_live_rows is not None:
+            self._live_added += 1
+            if self._live_added >= self.prune_every:
+                self._live_added = 0
+                try:
+                    self.prune_live(self.max_live_rows)
+                except EdgeClfError as exc:  # tried again prune_every rows later
+                    log.warning("history: pruning old live entries failed: %s", exc)
+        return entry_id, thumb
+
+    @_db_errors
+    def prune_live(self, keep: int) -> int:
+        """Delete the live rows older than the newest `keep`, then their thumbnails; how many went.
+
+        Row ids only grow (AUTOINCREMENT), so the oldest live rows are those at or below one id: each
+        batch is deleted in one transaction, and its thumbnail files only after that commits (a crash
+        between leaves files without rows, which the next start sweeps, never rows without files)."""
+        with closing(self._connect()) as db:
+            newest_gone = db.execute(
+                "SELECT id FROM predictions WHERE source = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (LIVE, max(keep, 0))
+            ).fetchone()
+            if newest_gone is None:
+                return 0
+            removed = 0
+            while True:
+                batch = db.execute(
+                    "SELECT id, thumb FROM predictions WHERE source = ? AND id <= ? ORDER BY id LIMIT ?",
+                    (LIVE, newest_gone[0], PRUNE_BATCH),
+                ).fetchall()
+                if not batch:
+                    return removed
+                with db:
+                    db.execute("DELETE FROM predictions WHERE source = ? AND id <= ?", (LIVE, batch[-1][0]))
+                for _, thumb in batch:
+                    if THUMB_NAME.match(thumb):
+                        with suppress(OSError):  # its row is gone: the sweep at the next start removes it
+                            (self.thumbs / thumb).unlink(missing_ok=True)
+                removed += len(batch)
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> Entry:
