@@ -184,6 +184,31 @@ def test_stalled_camera_read_times_out_flushes_and_closes(monkeypatch):
         cam.cancel_all_and_flush()  # releases a capture the old code left blocked
 
 
+def test_close_flushes_again_when_the_reads_flush_failed(monkeypatch, caplog):
+    cls = install_picamera2(monkeypatch, stall_after=1, hang_limit=0.5)
+    source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.05), factory=cls)
+    source.open()
+    cam = cls.instances[-1]
+    flush, calls = cam.cancel_all_and_flush, []
+
+    def flaky_flush():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Camera frontend has timed out!")
+        flush()
+
+    cam.cancel_all_and_flush = flaky_flush
+    try:
+        source.read()
+        with pytest.raises(SourceError, match="stalled"):
+            source.read()
+        assert "cancelling the stalled capture failed" in caplog.text
+        assert bounded(source.close, 2.0) == ("returned", None) and cam.closed
+        assert cls.hangs == [] and cam.cancelled == 1
+    finally:
+        flush()
+
+
 def test_grabber_gives_up_on_a_stalled_pi_camera(monkeypatch):
     cls = install_picamera2(monkeypatch, stall_after=0, hang_limit=1.0)
     source = Picamera2Source(CameraSettings(size=(320, 240), stall_timeout=0.1), factory=cls)
