@@ -230,7 +230,7 @@ def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch, tmp_path):
     assert malloc.return_large_blocks() is True  # glibc here, as on Raspberry Pi OS
     calls = []
     monkeypatch.setattr(malloc, "return_large_blocks", lambda: calls.append(1) or True)
-    monkeypatch.setattr(serve, "make_app", lambda args: (_ for _ in ()).throw(RuntimeError("stop here")))
+    monkeypatch.setattr(serve, "make_app", lambda *args: (_ for _ in ()).throw(RuntimeError("stop here")))
     with pytest.raises(RuntimeError, match="stop here"):
         serve._serve(None, None, {})
     assert calls == [1]

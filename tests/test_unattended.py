@@ -114,6 +114,7 @@ def test_run_feeds_the_watchdog_while_frames_flow_and_fails_when_the_camera_stal
     code = run_main(argv + ["--stall-timeout", "0.3", "--retries", "1", "--json-every", "0"])
     ended = time.monotonic()
     messages = notify_socket.close()
+    assert cls.hangs == []  # no call that real picamera2 would have blocked in for ever
     assert code == 1
     assert any("no frame in 0.3 s" in r.message and "gave up after 1 retries" in r.message for r in caplog.records)
     texts = [text for _, text in messages]
@@ -274,3 +275,20 @@ def test_feed_gives_up_when_the_capture_is_stuck(converted, monkeypatch):
         feed.stop()
     assert "no frame for 1 s from scripted: the capture is stuck" in feed.error
     assert given_up == [feed.error]
+
+
+def test_serve_caps_the_live_history(converted, monkeypatch, tmp_path, capsys):
+    caps = []
+
+    class Recorder(edge_app.web.serve.History):
+        def __init__(self, path, max_live_rows=None):
+            caps.append(max_live_rows)
+            raise edge_app.web.serve.EdgeClfError("stop here")
+
+    monkeypatch.setattr(edge_app.web.serve, "History", Recorder)
+    argv = ["--model", str(converted["int8"]), "--port", "0", "--db", str(tmp_path / "h.db")]
+    assert serve_main(argv) == 1 and serve_main(argv + ["--history-max-live", "0"]) == 1
+    assert caps == [10_000, 0]
+    with pytest.raises(SystemExit) as exc:
+        serve_main(argv + ["--history-max-live", "-1"])
+    assert exc.value.code == 2 and "--history-max-live" in capsys.readouterr().err

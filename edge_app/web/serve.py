@@ -94,6 +94,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=0.0,
         help="also store a live frame every S seconds (default 0: uploads only)",
     )
+    parser.add_argument(
+        "--history-max-live",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="keep at most N live frames in the history, deleting the oldest (default 10,000; 0: no cap; "
+        "uploads are never deleted)",
+    )
     parser.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
     parser.add_argument(
         "--max-viewers",
@@ -154,7 +162,7 @@ def make_app(
         log.log(logs.NOTICE, "binding %s: requests need the token %s", args.host, token)
     clf = Classifier(args.model or default_model(), args.labels, args.runtime)
     shared = SharedClassifier(clf, args.top_k, args.threshold)
-    history = History(args.db or default_db())
+    history = History(args.db or default_db(), max_live_rows=args.history_max_live)
     feed = None
     if args.source:
         source = parse_source(args.source, args.camera)
@@ -197,6 +205,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--max-upload-mb {args.max_upload_mb:g}: must be above 0 and at most {MAX_UPLOAD_MB} (MiB)")
     if args.max_pixels < 1:
         parser.error("--max-pixels must be above 0")
+    if args.history_max_live < 0:
+        parser.error("--history-max-live must be 0 (no cap) or more")
     args.camera = cameraopts.settings(parser, args)
     if args.max_viewers is None:
         args.max_viewers = min(2, args.threads - 1)
