@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_app import preprocess
 from edge_app.errors import EdgeClfError
-from edge_app.imageheader import HEAD_BYTES, ImageHeader, probe, sniff
+from edge_app.imageheader import HEAD_BYTES, ImageHeader, png_chunk_problem, probe, sniff
 
 KEEP_SIDE = 512  # reduced JPEG decoding keeps at least this many pixels on the short side
 BYTES_PER_PIXEL = {"GIF": 8.5, "TIFF": 10.5}  # peak decode memory per output pixel; 6.5 for the rest
@@ -163,6 +163,10 @@ def decoded(data: bytes | np.ndarray, limits: DecodeLimits = FILE_LIMITS) -> Ite
     if buf.size == 0:
         raise ImageRejected("empty file: not an image")
     header, factor, need = probe_checked(buf, limits)
+    if header.format == "PNG":
+        problem = png_chunk_problem(memoryview(buf))
+        if problem:
+            raise ImageRejected(f"corrupt PNG image: {problem}")
     cv2 = preprocess._cv2()
     limits.budget.acquire(need)
     try:

@@ -176,6 +176,22 @@ def _png(b: bytes) -> ImageHeader:
     return ImageHeader("PNG", width, height, sample_bytes=2 if depth > 8 else 1)
 
 
+def png_chunk_problem(data: bytes | memoryview) -> str | None:
+    """Why a whole PNG's chunk list cannot be trusted, or None: a chunk that declares more bytes than the
+    file holds after it. OpenCV 4.11's PNG reader allocates a chunk's declared length before reading
+    it, so a 1 KB file whose length field says 3 GB costs 3 GB; libpng refuses lengths over 2^31 - 1."""
+    at, size = 8, len(data)
+    while at + 8 <= size:
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = "".join(chr(c) if chr(c).isalnum() else "?" for c in bytes(data[at + 4 : at + 8]))
+        if length > size - at - 12:  # the chunk's length, type and CRC are 12 bytes around its body
+            return f"its {kind} chunk declares {length:,} bytes, more than the file holds"
+        if kind == "IEND":
+            return None
+        at += 12 + length
+    return "it ends before its IEND chunk"
+
+
 def _gif(b: bytes) -> ImageHeader:
     if b[:6] not in (b"GIF87a", b"GIF89a"):
         raise ValueError("not GIF87a / GIF89a")

@@ -366,3 +366,29 @@ def test_a_cut_header_is_corrupt_not_a_non_image(tmp_path):
         imagedecode.load(path)
     with pytest.raises(ImageRejected, match="^not an image"):
         imagedecode.decode(b"hello, I am text")
+
+
+@pytest.mark.parametrize("chunk", ["IHDR", "IDAT", "IEND"])
+def test_a_png_chunk_longer_than_the_file_never_reaches_the_decoder(chunk, monkeypatch):
+    """OpenCV 4.11's PNG reader allocates each chunk's declared length before reading it: a 1.4 KB upload
+    whose IHDR length field says 3.2 GB made the server allocate 2.9 GB (found by the upload fuzz test)."""
+    import struct
+
+    from benchmarks.web_memory import grey_png
+
+    data = bytearray(grey_png(16, 16, 8, b"\x00" * (16 * 17)))
+    at = {"IHDR": 8, "IDAT": 33, "IEND": len(data) - 12}[chunk]
+    assert data[at + 4 : at + 8] == chunk.encode()
+    data[at : at + 4] = struct.pack(">I", 0xC300D10D)
+    seen = spy_imdecode(monkeypatch)
+    with pytest.raises(ImageRejected, match=f"corrupt PNG image: its {chunk} chunk declares 3,271,610,637 bytes"):
+        decode(bytes(data))
+    assert seen == []
+
+
+def test_valid_pngs_pass_the_chunk_walk():
+    from benchmarks.web_memory import grey_png
+
+    ok = grey_png(16, 16, 8, b"\x00" * (16 * 17)) + b"trailing bytes after IEND are ignored"
+    assert decode(ok).shape == (16, 16, 3)
+    assert decode(cv2.imencode(".png", pattern(300, 200))[1].tobytes()).shape == (200, 300, 3)
