@@ -132,14 +132,16 @@ def rss_mb() -> float:
 
 
 def folder_bytes(root: Path) -> tuple[int, int]:
-    """Total bytes and largest file under `root` (files may vanish while it is walked)."""
+    """Bytes the files under `root` take on disk (allocated blocks, what the card loses, as the collector's
+    quota counts them) and the largest file (files may vanish while it is walked)."""
     total = largest = 0
     for folder, _, names in os.walk(root):
         for name in names:
             try:
-                size = os.stat(os.path.join(folder, name)).st_size
+                stat = os.stat(os.path.join(folder, name))
             except FileNotFoundError:
                 continue
+            size = max(stat.st_blocks * 512, stat.st_size)
             total += size
             largest = max(largest, size)
     return total, largest
