@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from edge_app.errors import EdgeClfError, ModelLoadError
+
+log = logging.getLogger(__name__)
 
 # name -> (module holding Interpreter, attribute path, distribution names for the version)
 RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -39,40 +43,68 @@ def _version(dists: tuple[str, ...]) -> str:
     return "unknown"
 
 
+def _import(name: str) -> tuple[type, RuntimeInfo]:
+    """The Interpreter class of runtime `name`; ImportError (or whatever a broken install raises) if not."""
+    module_name, attr, dists = RUNTIMES[name]
+    obj: Any = importlib.import_module(module_name)  # tensorflow only when nothing lighter imported
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj, RuntimeInfo(name, _version(dists))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def interpreter_class(runtime: str | None = None) -> tuple[type, RuntimeInfo]:
-    """The Interpreter class of the named runtime, or of the first one installed."""
+    """The Interpreter class of the named runtime, or of the first one that imports."""
+    return next(_candidates(runtime, []))
+
+
+def _candidates(runtime: str | None, errors: list[str]) -> Iterator[tuple[type, RuntimeInfo]]:
+    """Each runtime that imports, in the chain's order (only `runtime` when one is named); what failed is
+    added to `errors`. EdgeClfError once none is left."""
     if runtime is not None and runtime not in RUNTIMES:
         raise EdgeClfError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    names = [runtime] if runtime else list(RUNTIMES)
-    errors = []
-    for name in names:
-        module_name, attr, dists = RUNTIMES[name]
+    for name in [runtime] if runtime else list(RUNTIMES):
         try:
-            # tensorflow is the last resort and is imported only when nothing lighter exists.
-            obj: Any = importlib.import_module(module_name)
+            yield _import(name)
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
-            continue
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj, RuntimeInfo(name, _version(dists))
-    hint = "pip install 'edgeclf[edge]'" if runtime is None else f"install {runtime}"
+        except Exception as exc:  # noqa: BLE001 - a broken install (numpy ABI) raises anything at import
+            errors.append(f"{name} is installed but does not import: {_reason(exc)}")
+            if runtime is None:
+                log.warning("%s; trying the next runtime", errors[-1])
+    hint = "pip install 'edgeclf[edge]'" if runtime is None else f"install {runtime}, or leave out --runtime"
     raise EdgeClfError(f"no TFLite runtime available ({'; '.join(errors)}); {hint}")
 
 
 def load_interpreter(
     model_path: str | Path, runtime: str | None = None, threads: int | None = None
 ) -> tuple[Any, RuntimeInfo]:
-    """A ready (allocated) interpreter for `model_path`, and which runtime it is."""
+    """A ready (allocated) interpreter for `model_path`, and which runtime it is.
+
+    A runtime that is installed but broken (tflite-runtime 2.14 with numpy 2 raises SystemError when the
+    interpreter is made) is one warning line and the next runtime is tried; a model that no runtime can
+    read is a ModelLoadError."""
     path = Path(model_path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    cls, info = interpreter_class(runtime)
     threads = threads or os.cpu_count() or 1
-    try:
-        interpreter = cls(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{path} is not a usable .tflite model ({info}): {first}") from None
-    return interpreter, info
+    errors: list[str] = []
+    for cls, info in _candidates(runtime, errors):
+        try:
+            interpreter = cls(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:  # the model: a bad file is refused by every runtime
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"{path} is not a usable .tflite model ({info}): {first}") from None
+        except Exception as exc:  # noqa: BLE001 - SystemError, TypeError...: the runtime, not the model
+            errors.append(f"{info} is installed but broken: {_reason(exc)}")
+            if runtime is not None:
+                raise EdgeClfError(f"{errors[-1]}; leave out --runtime to use another") from None
+            log.warning("%s; trying the next runtime", errors[-1])
+            continue
+        return interpreter, info
+    raise AssertionError("unreachable: _candidates raises when it runs out")
