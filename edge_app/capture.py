@@ -22,11 +22,23 @@ log = logging.getLogger(__name__)
 class Grabber:
     """Run `source` in a background thread; `next_frame()` gives the newest unseen frame."""
 
-    def __init__(self, source: FrameSource, retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        *,
+        give_up_after: float | None = None,
+    ) -> None:
+        """`give_up_after`: seconds without a frame from a live source after which `stuck_for()` reports it
+        (longer than the reopen schedule can take: the capture thread is stuck in a driver call)."""
         self.source = source
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.give_up_after = give_up_after
+        self._delivered_at = time.monotonic()  # the last frame, or the start
         self.dropped = 0
         self.reconnects = 0
         self.error: str | None = None
@@ -60,10 +72,13 @@ class Grabber:
             raise
         if self._open_error is not None:
             raise self._open_error
+        with self._cond:
+            self._delivered_at = time.monotonic()  # the silence counts from the open, not from before it
         return self
 
     def _put(self, frame: Frame) -> None:
         with self._cond:
+            self._delivered_at = time.monotonic()
             if self.source.live:
                 if self._latest is not None:
                     self.dropped += 1
@@ -150,6 +165,14 @@ class Grabber:
             frame, self._latest = self._latest, None
             self._cond.notify_all()
             return frame
+
+    def stuck_for(self) -> float | None:
+        """Seconds a live source has delivered nothing, once that is longer than `give_up_after`; else None."""
+        if not self.source.live or self.give_up_after is None:
+            return None
+        with self._cond:
+            silent = time.monotonic() - self._delivered_at
+        return silent if silent > self.give_up_after else None
 
     @property
     def ended(self) -> bool:

@@ -43,9 +43,6 @@ class LiveOptions:
     collect: Path | None = None
     collect_limits: CollectLimits = CollectLimits()
     json_every: float = 0.0  # seconds between JSON lines (0: every frame); a change of label prints at once
-    # a live source without a frame for this long is stuck beyond its own reopens (a driver call that never
-    # returns): the run ends with an error instead of waiting for ever (None: wait)
-    give_up_after: float | None = None
 
 
 class Smoother:
@@ -209,9 +206,8 @@ def run_live(
     sink = VideoSink(options.save_video, getattr(source, "fps", 0.0), source.live) if options.save_video else None
     collector = _collector(options)
     fps = 0.0
-    last = None
     printed_label, printed_at = None, -math.inf
-    start = last_frame = time.monotonic()
+    start = last = time.monotonic()
     stuck = False
     try:
         while not stop.event.is_set():
@@ -225,8 +221,8 @@ def run_live(
             if frame is None:
                 if grabber.ended:
                     break
-                silent = time.monotonic() - last_frame
-                if source.live and options.give_up_after is not None and silent > options.give_up_after:
+                silent = grabber.stuck_for()  # a capture thread stuck in a driver call: end, with an error
+                if silent is not None:
                     stuck = True
                     raise EdgeClfError(
                         f"no frame for {silent:.0f} s from {source.name}, longer than its reopens take: "
@@ -235,8 +231,8 @@ def run_live(
                 continue
             result = step(frame.for_model)
             top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
-            now = last_frame = time.monotonic()
-            if last is not None and now > last:
+            now = time.monotonic()
+            if summary.frames and now > last:
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
             summary.add_frame(infer_ms)

@@ -182,7 +182,8 @@ def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
         collect=args.collect,
         collect_limits=CollectLimits(args.collect_every, args.collect_max_mb, args.collect_min_free_mb),
         json_every=args.json_every if args.json_every is not None else (1.0 if source.live else 0.0),
-        give_up_after=notify.give_up_after(args.source, args.camera.stall_timeout, args.retries),
     )
-    grabber = Grabber(source, retries=args.retries).start(stop.event)  # opens in its thread; a signal ends the wait
+    give_up = notify.give_up_after(args.source, args.camera.stall_timeout, args.retries)
+    grabber = Grabber(source, retries=args.retries, give_up_after=give_up)
+    grabber.start(stop.event)  # opens in its thread; a signal ends the wait
     return run_live(clf, grabber, options, stop=stop), source.name

@@ -64,10 +64,9 @@ class LiveFeed:
         self.source = source
         self.history = history
         self.sample_every = sample_every
-        self.grabber = Grabber(source, retries=retries)
+        self.grabber = Grabber(source, retries=retries, give_up_after=give_up_after)
         self.notifier = notifier or Notifier({})  # fed per classified frame: READY=1, then WATCHDOG=1
         self.on_give_up = on_give_up  # called when a live source failed for good (serve then exits 1)
-        self.give_up_after = give_up_after  # s without a frame: the capture is stuck (see LiveOptions)
         self._history_warned = -math.inf
         self.jpeg: bytes | None = None
         self.result: FrameResult | None = None
@@ -85,20 +84,19 @@ class LiveFeed:
 
     def _run(self) -> None:
         cv2 = preprocess._cv2()
-        self._last = self._last_sample = last_frame = time.monotonic()
+        self._last = self._last_sample = time.monotonic()
         failed = 0  # frames in a row that could not be shown
         while not self._stop.is_set():
             frame = self.grabber.next_frame(0.5)
             if frame is None:
-                silent = time.monotonic() - last_frame
                 if self.grabber.ended:
                     self._stopped(self.grabber.error or "the source ended", failure=self.grabber.error is not None)
                     break
-                if self.source.live and self.give_up_after is not None and silent > self.give_up_after:
+                silent = self.grabber.stuck_for()
+                if silent is not None:
                     self._stopped(f"no frame for {silent:.0f} s from {self.source.name}: the capture is stuck")
                     break
                 continue
-            last_frame = time.monotonic()
             try:
                 self._show(frame, cv2)
                 failed = 0
