@@ -37,7 +37,7 @@ from benchmarks.device import cpu_name, describe
 from edge_app import files, logs
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
-from edge_app.collector import MIB, CollectLimits
+from edge_app.collector import MIB, CollectLimits, allocated
 from edge_app.live import LiveOptions, StopFlag, run_live
 from edge_app.shipped import MODELS_DIR, SAMPLES_DIR
 from edge_app.sources import Frame
@@ -138,10 +138,9 @@ def folder_bytes(root: Path) -> tuple[int, int]:
     for folder, _, names in os.walk(root):
         for name in names:
             try:
-                stat = os.stat(os.path.join(folder, name))
+                size = allocated(os.stat(os.path.join(folder, name)))
             except FileNotFoundError:
                 continue
-            size = max(stat.st_blocks * 512, stat.st_size)
             total += size
             largest = max(largest, size)
     return total, largest

@@ -64,11 +64,6 @@ class CameraSettings:
         return 0 if self.vflip else None
 
 
-def _camera_settings(camera: CameraSettings | tuple[int, int]) -> CameraSettings:
-    """`camera` as CameraSettings; a plain (w, h) is the size (what run and serve still pass)."""
-    return camera if isinstance(camera, CameraSettings) else CameraSettings(size=(camera[0], camera[1]))
-
-
 @dataclass
 class Frame:
     """One captured frame: `image` (BGR) to show and save, `infer` (BGR) to classify when smaller.
@@ -278,9 +273,8 @@ class OpenCVSource:
             self._cap = None
 
 
-def parse_source(spec: str | None, camera: CameraSettings | tuple[int, int] = CameraSettings()) -> FrameSource:
+def parse_source(spec: str | None, camera: CameraSettings = CameraSettings()) -> FrameSource:
     """`picamera2`, a camera index, a URL, a video file, an image / folder / glob; None: first camera."""
-    camera = _camera_settings(camera)
     if spec is None:
         return first_camera(camera)
     if spec == "picamera2":

@@ -171,7 +171,6 @@ def test_opencv_flips(capture):
 def test_camera_settings_refuse_nonsense(bad):
     with pytest.raises(ValueError):
         CameraSettings(**bad)
-    assert parse_source("0", (320, 240)).camera == CameraSettings(size=(320, 240))  # run's (w, h), for now
 
 
 def test_fps_is_set_on_cameras_only(capture, tmp_path):
