@@ -40,3 +40,8 @@ def strategy_for(tf: Any, name: str) -> Any | None:
 
 def replicas(strategy: Any | None) -> int:
     return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+
+def is_chief(strategy: Any | None) -> bool:
+    """Whether this process writes the run folder: always, except on the non-chief workers of a cluster."""
+    return True

@@ -277,7 +277,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         file=sys.stderr,
     )
     fit = {"validation_data": val_ds, "verbose": verbose, "shuffle": False}
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks(), **fit).history
+    history = _fit(model, strategy, train_ds, epochs=config.epochs, callbacks=callbacks(), **fit)
     if pretrained and config.fine_tune_epochs > 0:
         with scope:
             unfrozen = transfer.unfreeze_top(model)
@@ -286,9 +286,15 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
         done = len(history.get("loss", []))
         best.patience_from = done
-        more = model.fit(
-            train_ds, initial_epoch=done, epochs=done + config.fine_tune_epochs, callbacks=callbacks(), **fit
-        ).history
+        more = _fit(
+            model,
+            strategy,
+            train_ds,
+            initial_epoch=done,
+            epochs=done + config.fine_tune_epochs,
+            callbacks=callbacks(),
+            **fit,
+        )
         history = {k: history.get(k, []) + more.get(k, []) for k in history}
     if config.bn_recalibrate:
         used = bn.recalibrate(model, x_train, config.bn_recalibrate, seed=config.data.seed)
@@ -297,7 +303,7 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     epochs_run = len(history.get("loss", []))
     x_test = preprocess.normalize(splits.test.images, spec)
     pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
-    probs = model.predict(np.concatenate([x_test, x_test[:pad]]), batch_size=256 * n_rep, verbose=0)[: len(x_test)]
+    probs = _predict(model, strategy, np.concatenate([x_test, x_test[:pad]]), 256 * n_rep)[: len(x_test)]
     test = metrics.classification_report(probs, splits.test.labels, splits.classes)
     info = ModelInfo(
         labels=splits.classes,
@@ -318,9 +324,20 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         train_seconds=seconds,
         images_per_second=epochs_run * len(x_train) / seconds if seconds > 0 else 0.0,
     )
-    files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
-    report.write_run(out, config, result, history)
+    if distribute.is_chief(strategy):  # in a cluster, only the chief writes the run folder
+        files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
+        report.write_run(out, config, result, history)
     return result
+
+
+def _fit(model: Any, strategy: Any | None, train_ds: Any, **kwargs: Any) -> dict[str, list[float]]:
+    """Keras' fit on one host; the history as a dict of per-epoch lists."""
+    return model.fit(train_ds, **kwargs).history
+
+
+def _predict(model: Any, strategy: Any | None, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities for `x`."""
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def _save_keras(model: Any, tmp: Path) -> None:
