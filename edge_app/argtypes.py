@@ -15,3 +15,13 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def rgb_triple(text: str) -> tuple[float, float, float]:
+    """A per-channel value (--mean, --std): one number for all three channels, or three (R,G,B)."""
+    parts = [finite_float(p) for p in text.replace(",", " ").split()]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("give one number or three (R,G,B)")
+    return parts[0], parts[1], parts[2]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_app import cameraopts, logs, notify
-from edge_app.argtypes import finite_float
+from edge_app.argtypes import finite_float, rgb_triple
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
@@ -29,15 +29,6 @@ def default_model() -> Path:
     return Path(os.environ.get("EDGECLF_MODEL") or DEFAULT_MODEL)
 
 
-def _triple(text: str) -> tuple[float, float, float]:
-    parts = [finite_float(p) for p in text.replace(",", " ").split()]
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError("give one number or three (R,G,B)")
-    return parts[0], parts[1], parts[2]
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m edge_app",
@@ -53,8 +44,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "(default: the first camera found)",
     )
     parser.add_argument("--labels", type=Path, help="labels file (one per line or 'index label'); overrides metadata")
-    parser.add_argument("--mean", type=_triple, help="input mean for a model without metadata (default 127.5)")
-    parser.add_argument("--std", type=_triple, help="input std for a model without metadata (default 127.5)")
+    parser.add_argument("--mean", type=rgb_triple, help="input mean for a model without metadata (default 127.5)")
+    parser.add_argument("--std", type=rgb_triple, help="input std for a model without metadata (default 127.5)")
     parser.add_argument("--top-k", type=int, default=3, help="classes to report (default 3)")
     parser.add_argument(
         "--threshold", type=finite_float, default=0.5, help="below this top score show 'uncertain' (0.5)"
