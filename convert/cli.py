@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from convert.modes import IO_TYPES, QUANT_MODES
 from convert.tta import TTA_MODES
-from edge_app.argtypes import finite_float
+from edge_app.argtypes import finite_float, rgb_triple
 from edge_app.cli import guarded
+from edge_app.contract import COLORS
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -45,6 +47,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     data.add_argument("--data", help="'cifar10' or an image folder; needed for a Keras file without run.json")
     data.add_argument("--data-dir", help="offline CIFAR-10 image-folder copy (e.g. when the run's copy moved)")
     data.add_argument("--image-size", type=int, help="image side (default: the run's, or the model's input)")
+    lone = parser.add_argument_group(
+        "input contract of a Keras file without run.json (required, unless a <stem>.json sidecar beside the file "
+        "gives them; an option wins over the sidecar)"
+    )
+    lone.add_argument("--mean", type=rgb_triple, help="what training subtracted from pixels (one number or R,G,B)")
+    lone.add_argument("--std", type=rgb_triple, help="what training divided by after the mean: one number or R,G,B")
+    lone.add_argument("--color", choices=COLORS, help="the channel order the model was trained on")
+    lone.add_argument("--labels", type=Path, help="labels file: one class name per line, in the model's output order")
     return parser
 
 
@@ -72,6 +82,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         allow_drop=args.allow_drop,
         force=args.force,
         tta_mode=args.tta,
+        mean=args.mean,
+        std=args.std,
+        color=args.color,
+        labels=args.labels,
     )
     print(report(result))
     return 0

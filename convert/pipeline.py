@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from convert import modes, tta
+from convert import lonefile, modes, tta
+from convert.lonefile import LoneContract
 from convert.runfile import RUN_FILE, RunRecord, read_run
 from convert.tflite import to_tflite
 from convert.verify import Verification, verify
@@ -94,15 +95,16 @@ def _check_keras_archive(path: Path) -> None:
         raise EdgeClfError(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
-def _base_info(model: Any, run: RunRecord | None, data: DataSpec) -> ModelInfo:
+def _base_info(model: Any, run: RunRecord | None, data: DataSpec, lone: LoneContract | None) -> ModelInfo:
     if run is not None:
         return run.info
+    assert lone is not None  # convert() resolves the contract of every file without run.json
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[3] != 3 or shape[1] is None:
         raise EdgeClfError(f"model input {shape} is not a fixed-size RGB image")
     params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    spec = InputSpec(int(shape[1]), int(shape[2]), resize=data.resize)
-    return ModelInfo(labels=("?",), input=spec, architecture=model.name, params=params, dataset=str(data.data))
+    spec = lone.input_spec(int(shape[1]), int(shape[2]), data.resize)
+    return ModelInfo(labels=lone.labels, input=spec, architecture=model.name, params=params, dataset=str(data.data))
 
 
 def _data_spec(model: Any, run: RunRecord | None, overrides: dict[str, Any]) -> DataSpec:
@@ -132,46 +134,68 @@ def convert(
     allow_drop: bool = False,
     force: bool = False,
     tta_mode: str = "none",
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
+    color: str | None = None,
+    labels: str | Path | tuple[str, ...] | None = None,
 ) -> ConvertResult:
-    """Convert, verify and write a .tflite with its contract. Raises EdgeClfError on any refusal."""
+    """Convert, verify and write a .tflite with its contract. Raises EdgeClfError on any refusal.
+
+    A run folder's run.json gives the input contract. A lone Keras file needs `mean`, `std`, `color` and
+    `labels` (a labels file, or the labels themselves, in output order) or a `<stem>.json` sidecar beside it;
+    an option wins over the sidecar, and the Keras model must score at least twice chance with them.
+    """
     mode, io = modes.get(mode_name, io)
     if calibration < 1:
         raise EdgeClfError("--calibration must be at least 1")
     model_path, run = resolve_source(source)
-    if run is None and not (data or {}).get("data"):
-        raise EdgeClfError(f"{model_path} has no run.json beside it; pass --data (and --data-dir) for its data")
+    given = {"mean": mean, "std": std, "color": color, "labels": labels}
+    lone = None
+    if run is not None:
+        named = [f"--{k}" for k, v in given.items() if v is not None]
+        if named:
+            raise EdgeClfError(
+                f"{', '.join(named)}: only for a lone Keras file; {model_path.parent / RUN_FILE} already records "
+                "how this model was trained"
+            )
+    else:
+        _check_keras_archive(model_path)  # a file that is no model at all says so before options are asked for
+        lone = lonefile.resolve(model_path, given, has_data=bool((data or {}).get("data")))
     base = load_keras(model_path)
     model = tta.wrap(base, tta_mode)
     spec = _data_spec(base, run, data or {})
-    info = _base_info(base, run, spec)
+    info = _base_info(base, run, spec, lone)
+    n_out = int(model.output_shape[-1])
+    if lone is not None and n_out != len(info.labels):
+        raise EdgeClfError(f"{lone.origin} gives {len(info.labels)} labels but the model outputs {n_out} scores")
     target = Path(out) if out else default_out(model_path, info, mode.name)
     if target.suffix != ".tflite":
         raise EdgeClfError(f"--out must end in .tflite, got {target}")
     if target.exists() and not force:
         raise EdgeClfError(f"{target} exists; pass --force to overwrite")
     splits = load_splits(spec)
-    if run is None:
-        info = info.with_changes(labels=splits.classes)
-    elif tuple(info.labels) != splits.classes:
+    if lone is None and tuple(info.labels) != splits.classes:
         raise EdgeClfError(
             f"the data's classes {list(splits.classes)} differ from the model's labels {list(info.labels)}"
         )
-    n_out = int(model.output_shape[-1])
     if n_out != len(info.labels):
         raise EdgeClfError(f"the model outputs {n_out} scores but the data has {len(info.labels)} classes")
     calib, test = _calibration_and_test(
         splits, info.input, spec.seed, calibration if mode.calibrated else 0, eval_limit
     )
-    x_test = preprocess.normalize(test.images, info.input)
+    y_test = test.labels if lone is None else lonefile.relabel(test.labels, splits.classes, lone)
+    x_test = model_input(test.images, info.input)
+    keras_probs = model.predict(x_test, batch_size=256, verbose=0)
+    if lone is not None:  # before the conversion: a wrong contract costs no converter run
+        lonefile.check_above_chance(keras_probs, y_test, lone)
     n_calib = 0 if calib is None else len(calib)
     print(
         f"converting {model_path} -> {mode.name} (io {io})" + (f", {n_calib} calibration images" if n_calib else ""),
         file=sys.stderr,
     )
     tflite_bytes = to_tflite(model, mode, io, calib)
-    keras_probs = model.predict(x_test, batch_size=256, verbose=0)
     info = info.with_changes(quantization=mode.name, metrics={})
-    check = verify(tflite_bytes, info, keras_probs, x_test, test.labels)
+    check = verify(tflite_bytes, info, keras_probs, x_test, y_test)
     keras_bytes = model_path.stat().st_size
     info = info.with_changes(
         metrics={
@@ -195,6 +219,12 @@ def convert(
     return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)
 
 
+def model_input(images: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The data's uint8 RGB images (N, H, W, 3) as the model's float input: its colour order, then its
+    normalisation (COLORS holds RGB and BGR only, so a reversal is the whole conversion)."""
+    return preprocess.normalize(images[..., ::-1] if spec.color == "BGR" else images, spec)
+
+
 def _calibration_and_test(
     splits: Splits, spec: InputSpec, seed: int, calibration: int, eval_limit: int | None
 ) -> tuple[np.ndarray | None, ImageSet]:
@@ -206,7 +236,7 @@ def _calibration_and_test(
     if calibration:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(images), size=min(calibration, len(images)), replace=False))
-        calib = preprocess.normalize(images[pick], spec)
+        calib = model_input(images[pick], spec)
     test = splits.test
     if eval_limit is not None and eval_limit < len(test):
         test = test.subset(stratified_split(test.labels, eval_limit / len(test), seed)[1])

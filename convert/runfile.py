@@ -85,7 +85,8 @@ def _object(parent: dict[str, Any], key: str, where: str, path: Path) -> dict[st
     return value
 
 
-def _parse(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """Parsed JSON from `path`; unreadable, non-UTF-8 or invalid JSON is one EdgeClfError naming the file."""
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -106,7 +107,7 @@ def _parse(path: Path) -> Any:
 def read_run(path: str | Path) -> RunRecord:
     """Read and check a run.json; any missing or malformed key is one EdgeClfError naming the file and the key."""
     path = Path(path)
-    run = _parse(path)
+    run = read_json(path)
     if not isinstance(run, dict):
         raise EdgeClfError(f"{path} is not a JSON object (got {_kind(run)}); expected a run.json from `edgeclf train`")
     data = _object(_object(run, "config", "config", path), "data", "config.data", path)

@@ -89,12 +89,15 @@ def test_convert_bad_sources(tmp_path, capsys, tiny_keras_model):
 def test_convert_lone_keras_file_with_data(tiny_keras_model, colour_folder, tmp_path, capsys):
     _, keras_path = tiny_keras_model
     out = tmp_path / "tiny.tflite"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n")  # the tiny model's output order (a lone file must be told it)
     argv = [str(keras_path), "--data", str(colour_folder), "--image-size", "16", "--out", str(out)]
+    argv += ["--mean", "0", "--std", "255", "--color", "RGB", "--labels", str(labels)]
     assert convert_main([*argv, "--calibration", "20"]) == 0
     printed = capsys.readouterr().out
     assert "int8 tflite" in printed and "agreement" in printed
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["labels"] == ["blue", "green", "red"]  # sorted folder names
+    assert sidecar["labels"] == ["red", "green", "blue"]  # the --labels order, not the sorted folder names
     assert sidecar["quantization"] == "int8" and sidecar["metrics"]["n"] == 36
     assert sidecar["metrics"]["calibration_images"] == 20
     # refuses to overwrite, then does with --force
@@ -139,7 +142,10 @@ def test_convert_refuses_int8_with_float_ops(tiny_keras_model, colour_folder, tm
     monkeypatch.setattr(convert.verify, "op_report", lambda p: {**real(p), "float_ops": ["GELU"]})
     _, keras_path = tiny_keras_model
     out = tmp_path / "t.tflite"
-    code = convert_main([str(keras_path), "--data", str(colour_folder), "--out", str(out)])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n")
+    contract = ["--mean", "0", "--std", "255", "--color", "RGB", "--labels", str(labels)]
+    code = convert_main([str(keras_path), "--data", str(colour_folder), "--out", str(out), *contract])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("error: the int8 model still computes in float32: GELU")
     assert not out.exists()

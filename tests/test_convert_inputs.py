@@ -113,6 +113,14 @@ def keras_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture()
+def contract(tmp_path):
+    """The input contract options a lone Keras file needs, so a refusal can only be about the file itself."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n", encoding="utf-8")
+    return ["--mean", "0", "--std", "255", "--color", "RGB", "--labels", str(labels)]
+
+
 def one_error_line(capsys, code: int) -> str:
     """Exit 1 and exactly one stderr line, `error: ...`; returns it."""
     captured = capsys.readouterr()
@@ -209,10 +217,10 @@ CORRUPT_KERAS = [
 
 
 @pytest.mark.parametrize(("make", "reason"), [c[1:] for c in CORRUPT_KERAS], ids=[c[0] for c in CORRUPT_KERAS])
-def test_corrupt_keras_file_is_not_a_readable_keras_model(make, reason, tmp_path, capsys):
+def test_corrupt_keras_file_is_not_a_readable_keras_model(make, reason, tmp_path, capsys, contract):
     path = tmp_path / "x.keras"
     make(path)
-    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path), *contract]))
     assert line.startswith(f"error: {path} is not a readable Keras model")
     assert reason in line
     assert "File not found" not in line
@@ -229,17 +237,17 @@ def _damaged_member(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "damaged-member"])
-def test_damaged_copy_of_a_keras_file_is_not_a_readable_keras_model(damage, keras_file, tmp_path, capsys):
+def test_damaged_copy_of_a_keras_file_is_not_a_readable_keras_model(damage, keras_file, tmp_path, capsys, contract):
     path = tmp_path / "x.keras"
     data = keras_file.read_bytes()
     path.write_bytes(data[:-200] if damage == "truncated" else _damaged_member(data))
-    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path), *contract]))
     assert line.startswith(f"error: {path} is not a readable Keras model")
     assert "File not found" not in line
 
 
-def test_corrupt_h5_file_is_not_a_readable_keras_model(tmp_path, capsys):
+def test_corrupt_h5_file_is_not_a_readable_keras_model(tmp_path, capsys, contract):
     path = tmp_path / "x.h5"
     path.write_bytes(b"garbage, not HDF5")
-    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path)]))
+    line = one_error_line(capsys, convert_main([str(path), "--data", str(tmp_path), *contract]))
     assert line.startswith(f"error: {path} is not a readable Keras model")
