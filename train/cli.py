@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge_app.argtypes import finite_float
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
-from train import architectures, augment
+from train import architectures, augment, resume
 from train.data import DataSpec
 from train.distribute import STRATEGIES
 from train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -113,6 +114,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=None, help="run folder (default runs/<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the interrupted run in RUN_DIR from its last finished epoch, with the options in its "
+        "run.json (weights, optimiser, schedule, EMA, lookahead, best checkpoint and history go on). Only "
+        "--epochs may be given with it, to extend a run (a cosine / onecycle schedule is then stretched). "
+        "A finished run: nothing to do, exit 0",
+    )
     return parser
 
 
@@ -134,19 +143,44 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str] | None, names: Sequence[str]) -> set[str]:
+    """The options the command line names itself: argparse sets defaults only on attributes the
+    namespace lacks, so the ones still holding the marker were not given."""
+    unset = object()
+    parsed = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name for name, value in vars(parsed).items() if value is not unset}
+
+
 @guarded
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Train a model and write its run folder."""
-    args = build_parser(prog).parse_args(argv)
+    """Train a model and write its run folder, or continue an interrupted one (--resume)."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    from train.fit import train_model, validate
+    from train.report import summary
+
+    if args.resume is not None:
+        given = _given(parser, argv, list(vars(args))) - {"resume"}
+        if given - {"epochs"}:
+            others = ", ".join("--" + name.replace("_", "-") for name in sorted(given - {"epochs"}))
+            parser.error(f"--resume goes on with the run's own options; only --epochs may go with it, not {others}")
+        config = resume.resume_config(args.resume, args.epochs if "epochs" in given else None)
+        if config is None:
+            print(f"run folder {args.resume} is already complete; nothing to resume", file=sys.stderr)
+            return 0
+        validate(config)
+        print(summary(train_model(config, resume=True)))
+        return 0
     config = config_from_args(args)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise EdgeClfError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not args.force:
+        if resume.has_state(out):
+            raise EdgeClfError(
+                f"run folder {out} holds an interrupted run: `--resume {out}` continues it, --force starts over"
+            )
         raise EdgeClfError(f"run folder {out} already exists; pass --force to overwrite or choose --out")
-    from train.fit import train_model, validate
-    from train.report import summary
-
     validate(config)
     result = train_model(config)
     print(summary(result))

@@ -14,7 +14,8 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, bn, distill, distribute, optim, report, transfer, whiten
+from train import architectures, augment, bn, distill, distribute, multiworker, optim, report, transfer, whiten
+from train import resume as resume_state
 from train.data import DataSpec, Splits, load_splits
 from train.macs import count_macs
 from train.optim import OPTIMIZERS, SCHEDULES
@@ -56,6 +57,13 @@ class TrainConfig:
         out = asdict(self)
         out["augment"] = list(self.augment)
         return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The inverse of to_dict (run.json's "config"); missing options take their defaults."""
+        fields = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k not in ("data", "augment")}
+        data = DataSpec.from_dict(raw.get("data") or {})
+        return cls(data=data, augment=tuple(raw.get("augment", augment.DEFAULT_AUGMENT)), **fields)
 
 
 @dataclass(frozen=True)
@@ -195,12 +203,20 @@ def _teacher_and_loss(keras: Any, config: TrainConfig, spec: InputSpec, n_classe
     return teacher, loss, distill.label_accuracy(n_classes)
 
 
-def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int | None = None) -> TrainResult:
-    """Train `config.arch` on the configured data and write the run folder `config.out`."""
+def train_model(
+    config: TrainConfig, splits: Splits | None = None, verbose: int | None = None, resume: bool = False
+) -> TrainResult:
+    """Train `config.arch` on the configured data and write the run folder `config.out`; with `resume`,
+    continue the interrupted run in `config.out` from its last finished epoch (train/resume.py)."""
     validate(config)
     tf = require("tensorflow", "train")
     keras = require("keras", "train")
     out = Path(config.out)
+    saved = resume_state.load(out) if resume else None
+    if resume and saved is None:
+        raise EdgeClfError(f"{out} holds no resume state: nothing to resume")
+    if saved is not None and config.strategy == "multiworker":
+        raise EdgeClfError("--strategy multiworker runs cannot be resumed yet")
     keras.utils.set_random_seed(config.data.seed)
     splits = splits or load_splits(config.data)
     spec = input_spec_for(config)
@@ -219,6 +235,9 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         raise EdgeClfError(f"{len(x_train)} training images are fewer than the global batch {scaled.batch_size}")
     # several replicas drop the short last batch (see _dataset), so count only full ones
     steps = len(x_train) // scaled.batch_size if n_rep > 1 else int(np.ceil(len(x_train) / scaled.batch_size))
+    facts = {"steps_per_epoch": steps, "train_images": len(x_train), "classes": splits.classes, "replicas": n_rep}
+    if saved is not None:
+        resume_state.check_facts(saved, facts)
     teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes)
     soft_train = soft_val = None
     start = time.perf_counter()  # the teacher's pass over the data is part of the training time
@@ -241,14 +260,19 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         if whiten.initialise(model, x_train, seed=config.data.seed):
             print("whitening stem set from the training images' 2x2 patches", file=sys.stderr)
         model.compile(optimizer=optim.optimizer(keras, scaled, steps, model), loss=loss, metrics=[metric])
-    aug = augment.build(config.augment, spec, config.data.seed)
+    # a resumed run draws its shuffles and augmentations from a seed moved on by the epochs done,
+    # so it does not replay the first epochs' batches (train/resume.py says why not bit for bit)
+    pipeline = config
+    if saved is not None:
+        pipeline = replace(config, data=replace(config.data, seed=config.data.seed + saved.epochs))
+    aug = augment.build(config.augment, spec, pipeline.data.seed)
     train_ds = _dataset(
         tf,
         x_train,
         splits.train.labels,
         n_classes,
         scaled.batch_size,
-        config,
+        pipeline,
         aug,
         teacher,
         drop_remainder=n_rep > 1,
@@ -256,13 +280,28 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     )
     val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False, soft=soft_val)
     best = _best_checkpoint(keras, config.patience)
+    if saved is not None:
+        best.best, best.best_epoch = float(saved.state["best_val_accuracy"]), int(saved.state["best_epoch"])
+        best.patience_from, best.weights = int(saved.state["patience_from"]), saved.best_weights()
+    tracker = None
+    if distribute.is_chief(strategy) and config.strategy != "multiworker":
+        tracker = resume_state.Tracker(keras, out, **facts, prior=saved, started=start)
+        tracker.best = best
 
-    def callbacks() -> list[Any]:
+    def callbacks(restore: bool = False) -> list[Any]:
         # with EMA, validation and the kept checkpoint use the averaged weights; one swapper per
         # fit call, because each phase has its own optimizer and averages
         ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []
         ahead = [optim.lookahead(keras, config.epochs * steps)] if config.lookahead else []
-        return ema + ahead + [best]
+        if ahead and restore and saved is not None:  # the phase the run was interrupted in
+            ahead[0].set_model(model)
+            ahead[0].restore(*saved.lookahead())
+        logged = [optim.learning_rate_log(keras)]
+        if tracker is None:
+            return logged + ema + ahead + [best]
+        tracker.lookahead = ahead[0] if ahead else None
+        stage, commit = tracker.callbacks()  # first and last: see Tracker.callbacks
+        return [stage] + logged + ema + ahead + [best, commit]
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -277,29 +316,53 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
         file=sys.stderr,
     )
     fit = {"validation_data": val_ds, "verbose": verbose, "shuffle": False}
-    history = _fit(model, strategy, train_ds, epochs=config.epochs, callbacks=callbacks(), **fit)
+    if distribute.is_chief(strategy):
+        if saved is None:
+            resume_state.clear(out)  # a new run over an old folder (--force) starts with no state
+        report.write_started(out, config)  # a run killed from here on has its config for --resume
+    history = saved.history if saved is not None else {}
+    fine_tuning = saved is not None and saved.phase == "fine_tune"
+    if not fine_tuning:
+        first = saved.epochs if saved is not None else 0
+        if saved is not None:
+            resume_state.restore_model(model, saved)
+            print(f"resuming {out} after epoch {first} of {config.epochs}", file=sys.stderr)
+        # an early-stopped phase runs no more epochs; the empty fit still puts the best weights back
+        last = first if saved is not None and saved.stopped else config.epochs
+        more = _fit(
+            model, strategy, train_ds, initial_epoch=first, epochs=last, callbacks=callbacks(restore=True), **fit
+        )
+        history = _joined(history, more)
     if pretrained and config.fine_tune_epochs > 0:
         with scope:
             unfrozen = transfer.unfreeze_top(model)
             tuned = replace(scaled, learning_rate=scaled.learning_rate / 10, schedule="constant", warmup_epochs=0)
             model.compile(optimizer=optim.optimizer(keras, tuned, steps, model), loss=loss, metrics=[metric])
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
-        done = len(history.get("loss", []))
+        done = first = len(history.get("loss", []))
+        if fine_tuning:
+            done, first = int(saved.state["head_epochs"]), saved.epochs
+            resume_state.restore_model(model, saved)
+            total = done + config.fine_tune_epochs
+            print(f"resuming {out} after epoch {first} of {total} (fine-tuning)", file=sys.stderr)
         best.patience_from = done
+        if tracker is not None:
+            tracker.phase, tracker.head_epochs = "fine_tune", done
+        last = first if fine_tuning and saved.stopped else done + config.fine_tune_epochs
         more = _fit(
             model,
             strategy,
             train_ds,
-            initial_epoch=done,
-            epochs=done + config.fine_tune_epochs,
-            callbacks=callbacks(),
+            initial_epoch=first,
+            epochs=last,
+            callbacks=callbacks(restore=fine_tuning),
             **fit,
         )
-        history = {k: history.get(k, []) + more.get(k, []) for k in history}
+        history = _joined(history, more)
     if config.bn_recalibrate:
         used = bn.recalibrate(model, x_train, config.bn_recalibrate, seed=config.data.seed)
         print(f"batch norm recalibrated on {used} training images", file=sys.stderr)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (float(saved.state.get("seconds", 0.0)) if saved is not None else 0.0)
     epochs_run = len(history.get("loss", []))
     x_test = preprocess.normalize(splits.test.images, spec)
     pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
@@ -327,16 +390,26 @@ def train_model(config: TrainConfig, splits: Splits | None = None, verbose: int 
     if distribute.is_chief(strategy):  # in a cluster, only the chief writes the run folder
         files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
         report.write_run(out, config, result, history)
+        resume_state.clear(out)  # the run folder is whole: nothing left to resume
     return result
 
 
+def _joined(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Two histories, one after the other (a phase with no epochs adds nothing)."""
+    return {k: before.get(k, []) + after.get(k, []) for k in {**before, **after}}
+
+
 def _fit(model: Any, strategy: Any | None, train_ds: Any, **kwargs: Any) -> dict[str, list[float]]:
-    """Keras' fit on one host; the history as a dict of per-epoch lists."""
+    """Keras' fit on one host, our own loop across hosts; the history as a dict of per-epoch lists."""
+    if multiworker.is_multiworker(strategy):
+        return multiworker.fit(model, strategy, train_ds, **kwargs)
     return model.fit(train_ds, **kwargs).history
 
 
 def _predict(model: Any, strategy: Any | None, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for `x`."""
+    if multiworker.is_multiworker(strategy):
+        return multiworker.predict(model, x, batch_size)
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 

@@ -1,9 +1,12 @@
 """Optimisers and schedules for `train_model`: SGD / Adam / AdamW, constant / cosine / one-cycle
-learning rates, a larger learning rate for batch-norm shifts, and lookahead weight averaging."""
+learning rates, a larger learning rate for batch-norm shifts, lookahead weight averaging, and the
+per-epoch learning-rate log."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from edge_app.errors import EdgeClfError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -112,4 +115,38 @@ def lookahead(keras: Any, total_steps: int) -> Any:
             if self.average is not None:
                 self._update(1.0)
 
+        def state(self) -> tuple[int, list[Any] | None]:
+            """(steps seen, the average as numpy arrays or None before it starts), for --resume."""
+            average = None if self.average is None else [keras.ops.convert_to_numpy(a) for a in self.average]
+            return self.step, average
+
+        def restore(self, step: int, average: list[Any] | None) -> None:
+            """Continue from `state()`; the model must be set (set_model) and built."""
+            self.step, self.weights, self.average = step, [], None
+            if average is not None:
+                self.weights = [w for w in self.model.weights if "float" in str(w.dtype)]
+                if [tuple(w.shape) for w in self.weights] != [tuple(a.shape) for a in average]:
+                    raise EdgeClfError("the saved lookahead average does not fit this model")
+                pairs = zip(average, self.weights, strict=True)
+                self.average = [keras.ops.convert_to_tensor(a, dtype=w.dtype) for a, w in pairs]
+
     return Lookahead()
+
+
+def learning_rate_log(keras: Any) -> Any:
+    """A callback that adds `learning_rate` to each epoch's logs (so to history.csv): the rate at the
+    epoch's first step, which shows where a schedule stands (and that a resumed run did not restart it)."""
+
+    class LearningRateLog(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.value = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.value = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if logs is not None:
+                logs["learning_rate"] = self.value
+
+    return LearningRateLog()

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 RUN_FILE = "run.json"
 
 
+def write_started(out: Path, config: TrainConfig) -> None:
+    """run.json at the start of a run: its config alone, so an interrupted run can be resumed (`--resume`);
+    write_run replaces it with the full record at the end."""
+    files.write_json(out / RUN_FILE, {"config": config.to_dict()})
+
+
 def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict[str, list[float]]) -> None:
     """Write every artefact of a finished run into `out`, each atomically."""
     files.write_json(

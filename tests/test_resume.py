@@ -1,0 +1,228 @@
+"""`edgeclf train --resume RUN_DIR`: a run killed with SIGKILL after epoch 2 of 4 continues where it stopped,
+with its weights, optimiser state (schedule position, EMA), lookahead average, best checkpoint and history."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The child is the real `python -m train`, with one hook: right after the resume state of epoch HOLD is
+# committed it touches a marker and blocks, so the SIGKILL lands at a known point instead of racing epoch 3.
+HOLD_AFTER = 2
+LAUNCHER = """
+import runpy, sys, threading
+from pathlib import Path
+marker, hold = Path(sys.argv[1]), int(sys.argv[2])
+try:
+    from train import resume
+except ImportError:  # no resume support: just run
+    resume = None
+if resume is not None:
+    commit = resume.commit
+
+    def held(run_dir, staged, state, *args, **kwargs):
+        out = commit(run_dir, staged, state, *args, **kwargs)
+        if state["epochs"] == hold:
+            marker.write_text("held")
+            threading.Event().wait()
+        return out
+
+    resume.commit = held
+sys.argv = ["python -m train", *sys.argv[3:]]
+runpy.run_module("train", run_name="__main__")
+"""
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--data", str(data), "--image-size", "16", "--val-split", "0.25", "--arch", "tutorial_cnn",
+        "--epochs", "4", "--batch-size", "8", "--learning-rate", "3e-3", "--schedule", "cosine", "--ema", "0.9",
+        "--cache-dir", str(out.parent / "cache"), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def wait_for(path: Path, proc: subprocess.Popen, deadline_s: float) -> None:
+    """Poll until `path` exists; fail with the child's output if it exits or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training exited ({proc.returncode}) before epoch {HOLD_AFTER} was held:\n{out}\n{err}")
+        if time.monotonic() > end:
+            proc.kill()
+            pytest.fail(f"epoch {HOLD_AFTER} not reached in {deadline_s} s")
+        time.sleep(0.05)
+
+
+def test_killed_run_resumes_where_it_stopped(colour_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    marker = tmp_path / "held"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(marker), str(HOLD_AFTER), *train_args(colour_folder, run)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(marker, proc, deadline_s=300)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "model.keras").exists()
+    before = rows(run)
+    assert [r["epoch"] for r in before] == ["1", "2"]
+    assert json.loads((run / "run.json").read_text())["config"]["epochs"] == 4  # written at the start
+
+    # a new run over it needs --force, and the message points at --resume
+    assert main(train_args(colour_folder, run)) == 1
+    assert f"--resume {run}" in capsys.readouterr().err
+    # only --epochs may go with --resume, and never below the epochs done
+    with pytest.raises(SystemExit) as usage:
+        main(["--resume", str(run), "--learning-rate", "0.1"])
+    assert usage.value.code == 2 and "--learning-rate" in capsys.readouterr().err
+    assert main(["--resume", str(run), "--epochs", "1"]) == 1
+    assert "--epochs 1 is fewer than the 2 epochs" in capsys.readouterr().err
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "train", "--resume", str(run)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {run} after epoch 2 of 4" in resumed.stderr
+    epochs_shown = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs_shown == ["3/4", "4/4"]  # Keras' own progress lines: only the missing epochs ran
+    after = rows(run)
+    assert [r["epoch"] for r in after] == ["1", "2", "3", "4"]
+    assert after[:2] == before  # the killed run's epochs, exactly as they were
+    assert not (run / "resume").exists() and (run / "model.keras").is_file()
+    record = json.loads((run / "run.json").read_text())
+    assert record["epochs_run"] == 4 and "model_info" in record
+
+    # an uninterrupted run with the same options: the learning rate of every epoch (its value at the epoch's
+    # first step) is the same, so the schedule went on from step 8 instead of starting again
+    assert main(train_args(colour_folder, tmp_path / "reference")) == 0
+    reference = rows(tmp_path / "reference")
+    lr = [float(r["learning_rate"]) for r in after]
+    assert lr == [float(r["learning_rate"]) for r in reference]
+    assert lr[0] > lr[1] > lr[2] > lr[3] > 0  # cosine, per step
+    # the weights went on too: epoch 3's training loss is far below a fresh network's ln(3)
+    assert float(after[2]["loss"]) < 0.8 * float(after[0]["loss"])
+    # the best checkpoint spans both sittings
+    val = [float(r["val_accuracy"]) for r in after]
+    assert record["best_epoch"] == int(np.argmax(val)) + 1
+    assert record["best_val_accuracy"] == pytest.approx(max(val), abs=1e-6)
+    assert max(val) > 0.6  # three colours: well above chance
+
+    assert main(["--resume", str(run)]) == 0  # finished: nothing to do
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_resume_refusals(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path / "nope")]) == 1
+    assert "no such run folder" in capsys.readouterr().err
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert main(["--resume", str(bare)]) == 1
+    assert "no run.json" in capsys.readouterr().err
+
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "run.json").write_text(json.dumps({"config": {"epochs": 4, "arch": "tutorial_cnn"}}))
+    assert main(["--resume", str(started)]) == 1
+    assert "before its first epoch ended" in capsys.readouterr().err
+
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "run.json").write_text(json.dumps({"config": {"epochs": 4, "strategy": "multiworker"}}))
+    assert main(["--resume", str(cluster)]) == 1
+    err = capsys.readouterr().err
+    assert "multiworker" in err and len(err.strip().splitlines()) == 1
+
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "run.json").write_text(json.dumps({"config": {"epochs": 4}, "model_info": {}, "epochs_run": 4}))
+    (done / "model.keras").write_bytes(b"")
+    assert main(["--resume", str(done)]) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert main(["--resume", str(done), "--epochs", "8"]) == 1
+    assert "cannot be extended" in capsys.readouterr().err
+
+    (bare / "run.json").write_text("{not json")
+    assert main(["--resume", str(bare)]) == 1
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_saved_state_is_what_comes_back(tmp_path):
+    """Weights, every optimiser variable (step count, moments, EMA), the best checkpoint and the lookahead
+    average written after an epoch are what a fresh model gets back."""
+    import keras
+
+    from train import optim, resume
+
+    def model_and_optimizer():
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(3)])
+        schedule = keras.optimizers.schedules.CosineDecay(0.05, 40)
+        model.compile(keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=0.9), loss="mse")
+        return model
+
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    y = np.random.default_rng(1).random((32, 3)).astype("float32")
+    class Snapshot(keras.callbacks.Callback):
+        """The state at the last epoch's end: fit's own end then moves the EMA into the weights."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.weights = self.model.get_weights()
+            self.variables = [np.asarray(v) for v in self.model.optimizer.variables]
+
+    model = model_and_optimizer()
+    ahead = optim.lookahead(keras, total_steps=16)
+    tracker = resume.Tracker(keras, tmp_path, steps_per_epoch=4, train_images=32, classes=("a", "b", "c"))
+    tracker.lookahead = ahead
+    first, last = tracker.callbacks()
+    snap = Snapshot()
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[first, ahead, snap, last], verbose=0, validation_data=(x, y))
+    saved = resume.load(tmp_path)
+    assert saved is not None and saved.epochs == 2 and saved.phase == "train"
+    assert len(saved.history["loss"]) == 2 and "learning_rate" not in saved.history  # no logger in this fit
+    fresh = model_and_optimizer()
+    assert int(fresh.optimizer.iterations) == 0
+    resume.restore_model(fresh, saved)
+    assert int(fresh.optimizer.iterations) == 8
+    assert len(snap.variables) == len(fresh.optimizer.variables) == 1 + 3 * 4  # step; 2 moments + EMA of 4
+    for a, b in zip(snap.variables, fresh.optimizer.variables, strict=True):
+        assert np.array_equal(a, np.asarray(b)), b.path
+    for a, b in zip(snap.weights, fresh.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    step, average = ahead.state()
+    assert step == 8 and average is not None
+    again = optim.lookahead(keras, total_steps=16)
+    again.set_model(fresh)
+    again.restore(*saved.lookahead())
+    assert again.state()[0] == 8
+    assert all(np.array_equal(a, b) for a, b in zip(average, again.state()[1], strict=True))
+    resume.clear(tmp_path)
+    assert resume.load(tmp_path) is None
