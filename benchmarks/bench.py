@@ -19,11 +19,13 @@ import numpy as np
 from benchmarks import device
 from benchmarks.data import evaluation_set, limit
 from benchmarks.probe import frame_640x480
+from benchmarks.report import ordered
 from benchmarks.stats import interleaved, summarize
 from edge_app import metrics, preprocess
 from edge_app.classifier import FOREIGN, Classifier
 from edge_app.errors import EdgeClfError
 from edge_app.live import FrameStep
+from edge_app.quantmodes import MODES, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
             **_probe(model, runtime, threads, mode.probe_frames, labels=config.labels),
         }
         rows.append(row)
+    rows = ordered(rows)
     _add_ratios(rows)
     report: dict[str, Any] = {
         "device": info,
@@ -202,7 +205,7 @@ def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict
             m
             for m, c in by_model.items()
             if c.info.architecture == clf.info.architecture
-            and c.info.quantization == "float32"
+            and c.info.quantization == REFERENCE
             and len(probs[m]) == len(probs[name])
         ]
         if ref:
@@ -217,7 +220,7 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
             (
                 r
                 for r in rows
-                if r["quantization"] == "float32"
+                if r["quantization"] == REFERENCE
                 and r["architecture"] == row["architecture"]
                 and r["runtime"] == row["runtime"]
                 and r["threads"] == row["threads"]
@@ -248,10 +251,10 @@ def _reference(config: BenchConfig, rows: list[dict[str, Any]], mode: Mode, log:
     rows = [r for r in rows if r["architecture"] != FOREIGN]
     if not rows:
         return {"skipped": "no model with edgeclf metadata to compare the Keras model with"}
-    # the int8 model of the same architecture (named like the Keras file), else every int8 row
-    int8 = [r for r in rows if r["quantization"] == "int8"] or rows
-    same = [r for r in int8 if r["architecture"] == config.keras.stem]
-    edge = min(same or int8, key=lambda r: r["frame_ms"]["p50"])
+    # the integer-only model of the same architecture (named like the Keras file), else every integer-only row
+    integer = [r for r in rows if r["quantization"] in MODES and MODES[r["quantization"]].integer_only] or rows
+    same = [r for r in integer if r["architecture"] == config.keras.stem]
+    edge = min(same or integer, key=lambda r: r["frame_ms"]["p50"])
     print(f"  probing the Keras reference {config.keras}", file=log)
     try:
         probe = _probe(Path(edge["model"]), None, 0, max(10, mode.probe_frames // 2), keras=config.keras)

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import files, preprocess
+from edge_app import files, preprocess, quantmodes
 from edge_app.errors import EdgeClfError
+from edge_app.quantmodes import REFERENCE
 
 CSV_COLUMNS = (
     "model", "architecture", "quantization", "runtime", "threads", "input",
@@ -21,6 +22,24 @@ CSV_COLUMNS = (
     "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "agreement_vs_float32", "bytes", "rss_mb",
     "cold_start_s",
 )  # fmt: skip
+
+
+UNKNOWN_COLOUR = (90, 90, 90)  # BGR, a mode the table does not know (a third-party model's)
+
+
+def colour(quantization: str) -> tuple[int, int, int]:
+    """The plot colour (BGR) of a mode, from the table of modes."""
+    mode = quantmodes.MODES.get(quantization)
+    return mode.colour if mode else UNKNOWN_COLOUR
+
+
+def ordered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by architecture (in first-seen order), modes in table order within each group; otherwise
+    as given (runtimes and threads keep the order they were measured in)."""
+    first_seen: dict[str, int] = {}
+    for row in rows:
+        first_seen.setdefault(row["architecture"], len(first_seen))
+    return sorted(rows, key=lambda r: (first_seen[r["architecture"]], quantmodes.order(r["quantization"])))
 
 
 def _get(row: dict[str, Any], dotted: str) -> Any:
@@ -74,11 +93,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_f(r.get('agreement_vs_float32'), pct=True)} | "
             f"{r['bytes']:,} | {_f(r['rss_mb'], 1)} | {_f(r['cold_start_s'], 2)} |"
         )
-    ratio_rows = [r for r in report["rows"] if "vs_float32" in r and r["quantization"] != "float32"]
+    ratio_rows = [r for r in report["rows"] if "vs_float32" in r and r["quantization"] != REFERENCE]
     if ratio_rows:
         lines += [
             "",
-            "## Against float32 (same architecture, runtime and threads)",
+            f"## Against {REFERENCE} (same architecture, runtime and threads)",
             "",
             "| model | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -145,19 +164,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
         text("frame latency p50 (ms)", (w // 2 - 80, h - 25), 0.5)
         text("top-1 %", (10, top - 10), 0.5)
         biggest = max(r["bytes"] for r in rows)
-        colours = {"float32": (200, 80, 40), "float16": (40, 160, 40), "dynamic": (160, 40, 160), "int8": (30, 30, 220)}
         for i, (r, x, y) in enumerate(zip(rows, xs, ys), start=1):
             radius = max(4, int(22 * np.sqrt(r["bytes"] / biggest)))
             centre = at(x, y)
-            colour = colours.get(r["quantization"], (90, 90, 90))
-            cv2.circle(img, centre, radius, colour, 2, cv2.LINE_AA)
+            marker = colour(r["quantization"])
+            cv2.circle(img, centre, radius, marker, 2, cv2.LINE_AA)
             # numbers beside the markers, names in a legend: nearby variants would overprint
-            text(str(i), (centre[0] - 4, centre[1] - radius - 4 - 12 * (i % 2)), 0.45, colour)
+            text(str(i), (centre[0] - 4, centre[1] - radius - 4 - 12 * (i % 2)), 0.45, marker)
             text(
                 f"{i}  {Path(r['model']).stem}, {r['threads']} thread(s), {r['bytes']:,} B",
                 (left + 10, top + 18 * i),
                 0.45,
-                colour,
+                marker,
             )
     ok, data = cv2.imencode(".png", img)
     if not ok:

@@ -15,6 +15,14 @@ from edge_app.contract import COLORS
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     modes_help = "; ".join(f"{m.name}: {m.description}" for m in QUANT_MODES.values())
+    by_io: dict[tuple[str, ...], list[str]] = {}
+    for m in QUANT_MODES.values():
+        by_io.setdefault(m.io_choices, []).append(m.name)
+    io_help = "; ".join(
+        f"{', '.join(names)}: {', '.join(io)}" + (f" (default {io[0]})" if len(io) > 1 else "")
+        for io, names in by_io.items()
+    )
+    calibrated = ", ".join(m.name for m in QUANT_MODES.values() if m.calibrated)
     parser = argparse.ArgumentParser(
         prog=prog or "python -m convert",
         description="Convert a trained run (or a .keras file) to .tflite, verify it against the Keras model on the "
@@ -23,9 +31,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("source", help="a run folder from `edgeclf train`, or a .keras / .h5 file")
     parser.add_argument("--quantize", default="int8", choices=list(QUANT_MODES), help=modes_help)
     parser.add_argument("--out", help="output .tflite (default: <run>/<arch>_<mode>.tflite)")
-    parser.add_argument("--io", choices=IO_TYPES, help="input/output type for int8 (default int8)")
     parser.add_argument(
-        "--calibration", type=int, default=300, help="training images used to calibrate int8 (default 300)"
+        "--io",
+        choices=IO_TYPES,
+        help=f"input/output tensor type: {io_help}",
+    )
+    parser.add_argument(
+        "--calibration", type=int, default=300, help=f"training images used to calibrate {calibrated} (default 300)"
     )
     parser.add_argument("--eval-limit", type=int, help="verify on the first N test images only (default: all)")
     parser.add_argument(

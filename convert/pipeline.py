@@ -204,9 +204,9 @@ def convert(
             **({"tta": tta_mode} if tta_mode != "none" else {}),
         }
     )
-    if mode.name == "int8" and check.ops["float_ops"]:
+    if mode.row.integer_only and check.ops["float_ops"]:
         raise EdgeClfError(
-            f"the int8 model still computes in float32: {', '.join(sorted(set(check.ops['float_ops'])))} "
+            f"the {mode.name} model still computes in float32: {', '.join(sorted(set(check.ops['float_ops'])))} "
             "(use ReLU/ReLU6 and ops with int8 kernels); nothing written"
         )
     if check.drop_points > max_drop and not allow_drop:
@@ -214,6 +214,12 @@ def convert(
             f"{mode.name} accuracy {check.tflite['accuracy']:.4f} is {check.drop_points:.2f} points below Keras "
             f"{check.keras['accuracy']:.4f} (more than --max-drop {max_drop}); "
             "nothing written, pass --allow-drop to keep it"
+        )
+    floor = mode.row.min_agreement
+    if floor is not None and check.agreement < floor and not allow_drop:
+        raise EdgeClfError(
+            f"{mode.name} top-1 agreement with Keras {check.agreement:.4f} is under the {floor:g} {mode.name} "
+            "requires (a broken conversion, whatever the accuracy); nothing written, pass --allow-drop to keep it"
         )
     metadata.write_model(target, tflite_bytes, info)
     return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)

@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edge_app.errors import MetadataError
+from edge_app.quantmodes import MODES
 
 SCHEMA = 1
 TASK = "image_classification"
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = tuple(MODES)  # the table of modes (quantmodes.py) names them
 RESIZE_MODES = ("stretch", "center_crop")
 COLORS = ("RGB", "BGR")
 
