@@ -189,7 +189,7 @@ def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict
         by_model.setdefault(str(model), clf)
     for name, clf in by_model.items():
         data = limit(evaluation_set(config.data, clf.labels, (clf.spec.height, clf.spec.width), clf.spec.resize), n)
-        p = clf.predict(preprocess.normalize(data.images, clf.spec))
+        p = clf.predict(preprocess.normalize_rgb(data.images, clf.spec))
         report = metrics.classification_report(p, data.labels, clf.labels)
         results[name] = {
             "top1": report["accuracy"],

@@ -184,7 +184,7 @@ def convert(
         splits, info.input, spec.seed, calibration if mode.calibrated else 0, eval_limit
     )
     y_test = test.labels if lone is None else lonefile.relabel(test.labels, splits.classes, lone)
-    x_test = model_input(test.images, info.input)
+    x_test = preprocess.normalize_rgb(test.images, info.input)
     keras_probs = model.predict(x_test, batch_size=256, verbose=0)
     if lone is not None:  # before the conversion: a wrong contract costs no converter run
         lonefile.check_above_chance(keras_probs, y_test, lone)
@@ -225,12 +225,6 @@ def convert(
     return ConvertResult(target, info, check, keras_bytes, target.stat().st_size)
 
 
-def model_input(images: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """The data's uint8 RGB images (N, H, W, 3) as the model's float input: its colour order, then its
-    normalisation (COLORS holds RGB and BGR only, so a reversal is the whole conversion)."""
-    return preprocess.normalize(images[..., ::-1] if spec.color == "BGR" else images, spec)
-
-
 def _calibration_and_test(
     splits: Splits, spec: InputSpec, seed: int, calibration: int, eval_limit: int | None
 ) -> tuple[np.ndarray | None, ImageSet]:
@@ -242,7 +236,7 @@ def _calibration_and_test(
     if calibration:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(images), size=min(calibration, len(images)), replace=False))
-        calib = model_input(images[pick], spec)
+        calib = preprocess.normalize_rgb(images[pick], spec)
     test = splits.test
     if eval_limit is not None and eval_limit < len(test):
         test = test.subset(stratified_split(test.labels, eval_limit / len(test), seed)[1])

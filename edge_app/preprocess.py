@@ -70,6 +70,13 @@ def normalize(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     return (images.astype(np.float32) - mean) * inv_std
 
 
+def normalize_rgb(images: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Decoded RGB uint8 images (..., 3), as the datasets hold them, in the model's colour order and normalised.
+
+    COLORS holds RGB and BGR only, so reversing the last axis is the whole conversion."""
+    return normalize(images[..., ::-1] if spec.color == "BGR" else images, spec)
+
+
 def prepare(image: np.ndarray, spec: InputSpec, color: str = "BGR") -> np.ndarray:
     """One frame (any size, `color` order) -> the float32 HxWx3 the model expects."""
     if image.ndim != 3 or image.shape[2] != 3:

@@ -148,3 +148,38 @@ def test_chance_floor():
     assert chance_floor(3) == pytest.approx(2 / 3)
     assert chance_floor(10) == pytest.approx(0.2)
     assert chance_floor(2) == pytest.approx(0.75)  # twice chance would be 1.0: halfway to perfect instead
+
+
+@pytest.fixture()
+def bgr_keras(tiny_keras_model, tmp_path):
+    """The tiny model made to expect BGR pixels: its first kernel's input channels reversed. Saved as .keras."""
+    import keras
+
+    model = keras.models.clone_model(tiny_keras_model[0])
+    model.set_weights(tiny_keras_model[0].get_weights())
+    first = model.layers[0]
+    kernel, bias = first.get_weights()
+    first.set_weights([kernel[:, :, ::-1, :], bias])
+    path = tmp_path / "bgr" / "tiny_bgr.keras"
+    path.parent.mkdir()
+    model.save(path)
+    return path
+
+
+def test_a_bgr_model_is_fed_bgr_by_convert_and_by_the_benchmark(bgr_keras, colour_folder, tmp_path, capsys):
+    """--color BGR reaches calibration and verification, and the benchmark's accuracy feeds the model's order."""
+    from benchmarks import bench
+    from edge_app.classifier import Classifier
+
+    out = tmp_path / "bgr_int8.tflite"
+    labels = labels_file(tmp_path, COLOURS)
+    argv = [str(bgr_keras), "--data", str(colour_folder), "--out", str(out), "--calibration", "30"]
+    one_error_line(capsys, convert_main([*argv, *CONTRACT, "--labels", str(labels)]))  # RGB: the gate refuses
+    contract = ["--mean", "0", "--std", "255", "--color", "BGR", "--labels", str(labels)]
+    assert convert_main([*argv, *contract]) == 0
+    metrics = json.loads(out.with_suffix(".json").read_text())["metrics"]
+    assert metrics["keras_accuracy"] > 0.9 and metrics["test_accuracy"] > 0.9 and metrics["agreement_vs_keras"] > 0.9
+    clf = Classifier(out)
+    config = bench.BenchConfig(models=[out], data=colour_folder, mode=bench.QUICK)
+    accuracy = bench._accuracy(config, {"bgr": (out, None, 1, clf)}, bench.QUICK)
+    assert accuracy[str(out)]["top1"] > 0.9
