@@ -127,10 +127,12 @@ def test_recipe_trains_and_converts_integer_only(colour_folder, tmp_path):
             bias_lr_scale=8.0,
             lookahead=True,
             augment=("flip", "crop2"),
+            bn_recalibrate=2,  # as the shipped recipe: six steps leave the moving statistics far from the data's
         ),
         verbose=0,
     )
-    assert run.epochs_run == 3 and 0.0 <= run.test["accuracy"] <= 1.0
+    # 0.78 to 0.97 over training seeds 0-2 x folder seeds 0-1 (0.42 to 1.0 without the recalibration); chance is 1/3
+    assert run.epochs_run == 3 and run.test["accuracy"] >= 0.6, run.test
     result = convert(tmp_path / "ab", "int8", calibration=20, allow_drop=True)
     assert result.info.metrics["float_ops"] == 0
     for bad, message in (

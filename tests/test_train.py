@@ -127,7 +127,8 @@ def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path
     )
     hist = history(tmp_path / "student")
     assert len(hist) == 3 and student.best_epoch >= 1
-    assert 0.0 <= student.test["accuracy"] <= 1.0
+    # every seed tried (training 0-2 x folder 0-1) scored 1.0 on the 36 colour images; chance is 1/3
+    assert student.test["accuracy"] >= 0.9, student.test
     result = convert(tmp_path / "student", "int8", calibration=20, allow_drop=True)
     assert result.info.metrics["float_ops"] == 0 and result.path.is_file()
 
@@ -144,7 +145,8 @@ def test_fixed_distillation_targets(colour_folder, tmp_path):
     student = train_model(
         config(colour_folder, tmp_path / "student", teacher=str(teacher_run.out), distill_targets="fixed"), verbose=0
     )
-    assert len(history(tmp_path / "student")) == 2 and 0.0 <= student.test["accuracy"] <= 1.0
+    assert len(history(tmp_path / "student")) == 2
+    assert student.test["accuracy"] >= 0.9, student.test  # 1.0 at every seed tried; chance is 1/3
     with pytest.raises(EdgeClfError, match="--distill-targets must be one of"):
         train_model(config(colour_folder, tmp_path / "bad", distill_targets="sometimes"), verbose=0)
 
@@ -217,6 +219,6 @@ def test_bn_recalibration_sets_statistics_from_the_data(colour_folder, tmp_path)
     assert layer.momentum == 0.99 and np.array_equal(layer.gamma.numpy(), gamma)
     assert recalibrate(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), x[:, 0, 0, :2]) == 0
     run = train_model(config(colour_folder, tmp_path / "r", arch="resnet8", bn_recalibrate=2), verbose=0)
-    assert 0.0 <= run.test["accuracy"] <= 1.0
+    assert run.test["accuracy"] >= 0.9, run.test  # 1.0 at every seed tried; chance is 1/3
     with pytest.raises(EdgeClfError, match="--bn-recalibrate must be"):
         train_model(config(colour_folder, tmp_path / "bad", bn_recalibrate=-1), verbose=0)
