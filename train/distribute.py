@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from edge_app.errors import EdgeClfError
@@ -23,14 +25,16 @@ def strategy_for(tf: Any, name: str) -> Any | None:
     if name == "none":
         return None
     if name == "multiworker":
-        raw = os.environ.get("TF_CONFIG")
-        if not raw:
-            raise EdgeClfError("--strategy multiworker needs TF_CONFIG describing the cluster (see the README)")
-        try:
-            json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise EdgeClfError(f"TF_CONFIG is not valid JSON: {exc}") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        config = tf_config(os.environ)  # a one-line error for a missing or malformed TF_CONFIG
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if not chief_task(config):
+            task = config["task"]
+            print(
+                f"{task['type']} {task['index']} is not the chief: it trains, and leaves writing the run folder "
+                "to the chief",
+                file=sys.stderr,
+            )
+        return strategy
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
@@ -42,6 +46,44 @@ def replicas(strategy: Any | None) -> int:
     return 1 if strategy is None else int(strategy.num_replicas_in_sync)
 
 
-def is_chief(strategy: Any | None) -> bool:
+def tf_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The cluster description in TF_CONFIG, checked: {"cluster": {type: [host:port, ...]},
+    "task": {"type": type, "index": i}} with the task one of the cluster's."""
+    raw = environ.get("TF_CONFIG")
+    if not raw:
+        raise EdgeClfError("--strategy multiworker needs TF_CONFIG describing the cluster (see the README)")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise EdgeClfError(f"TF_CONFIG is not valid JSON: {exc}") from None
+    shape = 'TF_CONFIG needs {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
+        raise EdgeClfError(shape)
+    if not all(isinstance(hosts, list) and hosts for hosts in cluster.values()):
+        raise EdgeClfError(f"{shape}: every cluster entry must be a non-empty list of host:port")
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        raise EdgeClfError(f"{shape}: task type {kind!r} is not in the cluster {sorted(cluster)}")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise EdgeClfError(f"{shape}: task index must be a whole number, got {index!r}")
+    if not 0 <= index < len(cluster[kind]):
+        raise EdgeClfError(f"{shape}: task index {index} is outside the {len(cluster[kind])} {kind} addresses")
+    return config
+
+
+def chief_task(config: dict[str, Any]) -> bool:
+    """Whether TF_CONFIG's task is the cluster's chief: the "chief" task, or worker 0 when there is none
+    (TensorFlow's own rule)."""
+    kind, index = config["task"]["type"], config["task"]["index"]
+    if "chief" in config["cluster"]:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def is_chief(strategy: Any | None, environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process writes the run folder: always, except on the non-chief workers of a cluster."""
-    return True
+    if strategy is None or getattr(strategy, "cluster_resolver", None) is None:
+        return True  # one host
+    return chief_task(tf_config(os.environ if environ is None else environ))
