@@ -24,6 +24,7 @@ from edge_app.collector import CollectLimits, Collector
 from edge_app.errors import EdgeClfError
 from edge_app.notify import Notifier
 from edge_app.overlay import VideoSink, Window, annotate
+from edge_app.results import frame_json, shown_label
 from edge_app.sources import Frame
 from edge_app.timings import Timings
 
@@ -153,18 +154,14 @@ class StopFlag:
         self._saved.clear()
 
 
-def _record(
-    frame: Frame, top: list[tuple[str, float]], uncertain: bool, pre_ms: float, infer_ms: float, fps: float
-) -> str:
+def _record(frame: Frame, result: FrameResult, fps: float) -> str:
+    """One JSON line: when and which frame, the prediction and its timings (edge_app.results), the FPS."""
     return json.dumps(
         {
             "time": datetime.fromtimestamp(frame.timestamp, UTC).isoformat(timespec="milliseconds"),
             "frame": frame.index,
             "source": frame.origin,
-            "label": "uncertain" if uncertain else top[0][0],
-            "top": [{"label": name, "score": round(p, 4)} for name, p in top],
-            "preprocess_ms": round(pre_ms, 3),
-            "inference_ms": round(infer_ms, 3),
+            **frame_json(result, preprocess_ms=True, inference_ms=True),
             "fps": round(fps, 2),
         }
     )
@@ -230,16 +227,16 @@ def run_live(
                     )
                 continue
             result = step(frame.for_model)
-            top, uncertain, pre_ms, infer_ms = result.top, result.uncertain, result.pre_ms, result.infer_ms
+            top, uncertain, infer_ms = result.top, result.uncertain, result.infer_ms
             now = time.monotonic()
             if summary.frames and now > last:
                 fps = 1.0 / (now - last) if fps == 0 else 0.9 * fps + 0.1 / (now - last)
             last = now
             summary.add_frame(infer_ms)
             notifier.frame()
-            label = "uncertain" if uncertain else top[0][0]
+            label = shown_label(result)
             if options.json_lines and (label != printed_label or now - printed_at >= options.json_every):
-                print(_record(frame, top, uncertain, pre_ms, infer_ms, fps), file=out, flush=True)
+                print(_record(frame, result, fps), file=out, flush=True)
                 printed_label, printed_at = label, now
             if window or sink:
                 shown = annotate(frame.image, top, uncertain, infer_ms, fps)

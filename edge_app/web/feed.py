@@ -22,6 +22,7 @@ from edge_app.errors import EdgeClfError
 from edge_app.live import FrameResult, FrameStep
 from edge_app.notify import Notifier
 from edge_app.overlay import annotate
+from edge_app.results import frame_json
 from edge_app.sources import FrameSource
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,9 @@ class LiveFeed:
             self._cond.notify_all()
         if self.history is not None and self.sample_every and now - self._last_sample >= self.sample_every:
             self._last_sample = now
-            label = "uncertain" if result.uncertain else result.top[0][0]
-            top = [{"label": n, "score": round(p, 4)} for n, p in result.top]
+            shown, model = frame_json(result), self.shared.clf.path.name
             try:
-                self.history.add(frame.image, "live", label, result.top[0][1], top, self.shared.clf.path.name)
+                self.history.add(frame.image, "live", shown["label"], result.top[0][1], shown["top"], model)
             except EdgeClfError as exc:  # a full disk: the live view goes on; said once a minute
                 if now - self._history_warned >= 60:
                     self._history_warned = now
@@ -149,13 +149,16 @@ class LiveFeed:
             return self.jpeg, self.frames
 
     def state(self) -> dict[str, Any]:
+        """What the Live page and /api/live show: the source, frame count, FPS, the latest label and top-k
+        (None and [] before the first frame), and why the feed stopped (None while it runs)."""
         r = self.result
+        shown = {"label": None, "top": []} if r is None else frame_json(r)
         return {
             "source": self.source.name,
             "frames": self.frames,
             "fps": round(self.fps, 2),
-            "label": None if r is None else ("uncertain" if r.uncertain else r.top[0][0]),
-            "top": [] if r is None else [{"label": n, "score": round(p, 4)} for n, p in r.top],
+            "label": shown["label"],
+            "top": shown["top"],
             "error": self.error,
         }
 

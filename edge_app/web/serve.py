@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -11,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,10 @@ from edge_app.errors import EdgeClfError, require
 from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
-from edge_app.sources import parse_source
-from edge_app.web.app import LOOPBACK_NAMES, MIN_TOKEN_CHARS, WebConfig, create_app, token_problem
+from edge_app.sources import CameraSettings, parse_source
+from edge_app.web.app import create_app
+from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, token_problem
+from edge_app.web.config import WebConfig
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import History
 from edge_app.web.uploads import MAX_PIXELS
@@ -39,6 +43,31 @@ SIGNAL_GRACE = 1.0  # s that requests in flight get after a signal (waitress's o
 # waitress's select() timeout. A signal that lands between Python's last check and the select() call is
 # seen only when select() returns: with waitress's default 1 s that delayed a stop by a second (1 run in 3)
 LOOP_TIMEOUT = 0.2
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What the server is built from: the command line, checked (serve_config makes one)."""
+
+    model: Path | None = None  # None: default_model()
+    labels: Path | None = None
+    runtime: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8
+    token: str | None = None  # None on an address other than loopback: make_app generates and logs one
+    top_k: int = 5
+    threshold: float = 0.5
+    db: Path | None = None  # None: default_db()
+    history_live_every: float = 0.0
+    history_max_live: int = 10_000
+    max_upload: int = 10 * MiB  # bytes
+    max_pixels: int = MAX_PIXELS
+    max_viewers: int = 2
+    source: str | None = None
+    camera: CameraSettings = CameraSettings()
+    retries: int = 5
 
 
 def default_db() -> Path:
@@ -153,33 +182,97 @@ def resolve_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str |
     return token
 
 
+def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]) -> ServeConfig:
+    """The ServeConfig of a parsed command line; a usage error (exit 2) for values the server cannot take.
+
+    The token comes from --token, --token-file or $EDGECLF_TOKEN in `environ`; --max-viewers defaults to
+    2, or --threads - 1 when that is smaller."""
+    if not 0 <= args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
+        parser.error("check --port (0-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
+    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
+        parser.error(f"--max-upload-mb {args.max_upload_mb:g}: must be above 0 and at most {MAX_UPLOAD_MB} (MiB)")
+    if args.max_pixels < 1:
+        parser.error("--max-pixels must be above 0")
+    if args.history_max_live < 0:
+        parser.error("--history-max-live must be 0 (no cap) or more")
+    camera = cameraopts.settings(parser, args)
+    max_viewers = args.max_viewers
+    if max_viewers is None:
+        max_viewers = min(2, args.threads - 1)
+    elif not 0 <= max_viewers < args.threads:
+        parser.error(
+            f"--max-viewers {max_viewers}: must be 0 to {args.threads - 1} (below --threads {args.threads}): "
+            "each viewer holds a request thread, and one at least must stay free for /healthz, uploads and history"
+        )
+    try:
+        token = resolve_token(args, environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return ServeConfig(
+        model=args.model,
+        labels=args.labels,
+        runtime=args.runtime,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        token=token,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        db=args.db,
+        history_live_every=args.history_live_every,
+        history_max_live=args.history_max_live,
+        max_upload=int(args.max_upload_mb * MiB),
+        max_pixels=args.max_pixels,
+        max_viewers=max_viewers,
+        source=args.source,
+        camera=camera,
+        retries=args.retries,
+    )
+
+
+def _from_namespace(args: argparse.Namespace) -> ServeConfig:
+    """A ServeConfig from a namespace made by hand, as callers of make_app did before ServeConfig (tests):
+    its attributes named like the fields, --max-upload-mb in MiB; the fields it lacks keep their defaults."""
+    names = {f.name for f in dataclasses.fields(ServeConfig)} - {"max_upload"}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    if hasattr(args, "max_upload_mb"):
+        values["max_upload"] = int(args.max_upload_mb * MiB)
+    return ServeConfig(**values)
+
+
 def make_app(
-    args: argparse.Namespace, notifier: notify.Notifier | None = None, on_give_up: Callable[[str], None] | None = None
+    config: ServeConfig | argparse.Namespace,
+    notifier: notify.Notifier | None = None,
+    on_give_up: Callable[[str], None] | None = None,
 ) -> tuple[Any, LiveFeed | None, str | None]:
     """The WSGI app, the live feed (or None) and the token in force.
 
     `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good."""
-    token = args.token
-    if token is None and not is_loopback(args.host):
+    if isinstance(config, argparse.Namespace):
+        config = _from_namespace(config)
+    token = config.token
+    if token is None and not is_loopback(config.host):
         token = secrets.token_urlsafe(18)
-        log.log(logs.NOTICE, "binding %s: requests need the token %s", args.host, token)
-    clf = Classifier(args.model or default_model(), args.labels, args.runtime)
-    shared = SharedClassifier(clf, args.top_k, args.threshold)
-    history = History(args.db or default_db(), max_live_rows=args.history_max_live)
+        log.log(logs.NOTICE, "binding %s: requests need the token %s", config.host, token)
+    clf = Classifier(config.model or default_model(), config.labels, config.runtime)
+    shared = SharedClassifier(clf, config.top_k, config.threshold)
+    history = History(config.db or default_db(), max_live_rows=config.history_max_live)
     feed = None
-    if args.source:
-        source = parse_source(args.source, args.camera)
-        give_up = notify.give_up_after(args.source, args.camera.stall_timeout, args.retries)
-        feed = LiveFeed(shared, source, history, args.history_live_every, args.retries, notifier, on_give_up, give_up)
+    if config.source:
+        source = parse_source(config.source, config.camera)
+        give_up = notify.give_up_after(config.source, config.camera.stall_timeout, config.retries)
+        feed = LiveFeed(
+            shared, source, history, config.history_live_every, config.retries, notifier, on_give_up, give_up
+        )
         feed.start()
-    config = WebConfig(
+    web = WebConfig(
         token=token,
-        max_upload=int(args.max_upload_mb * 1024 * 1024),
-        max_pixels=args.max_pixels,
-        allowed_hosts=LOOPBACK_NAMES if is_loopback(args.host) else None,  # DNS rebinding
-        max_viewers=args.max_viewers,
+        max_upload=config.max_upload,
+        max_pixels=config.max_pixels,
+        allowed_hosts=LOOPBACK_NAMES if is_loopback(config.host) else None,  # DNS rebinding
+        max_viewers=config.max_viewers,
     )
-    return create_app(shared, history, config, feed), feed, token
+    return create_app(shared, history, web, feed), feed, token
 
 
 class Stopped(KeyboardInterrupt):
@@ -202,31 +295,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     logs.setup(False)
-    if not 0 <= args.port < 65536 or args.threads < 1 or args.top_k < 1 or not 0 <= args.threshold <= 1:
-        parser.error("check --port (0-65535), --threads, --top-k (>= 1) and --threshold (0..1)")
-    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
-        parser.error(f"--max-upload-mb {args.max_upload_mb:g}: must be above 0 and at most {MAX_UPLOAD_MB} (MiB)")
-    if args.max_pixels < 1:
-        parser.error("--max-pixels must be above 0")
-    if args.history_max_live < 0:
-        parser.error("--history-max-live must be 0 (no cap) or more")
-    args.camera = cameraopts.settings(parser, args)
-    if args.max_viewers is None:
-        args.max_viewers = min(2, args.threads - 1)
-    elif not 0 <= args.max_viewers < args.threads:
-        parser.error(
-            f"--max-viewers {args.max_viewers}: must be 0 to {args.threads - 1} (below --threads {args.threads}): "
-            "each viewer holds a request thread, and one at least must stay free for /healthz, uploads and history"
-        )
-    try:
-        args.token = resolve_token(args, os.environ)
-    except ValueError as exc:
-        parser.error(str(exc))
+    config = serve_config(parser, args, os.environ)
     waitress = require("waitress", "web")
     running: dict[str, Any] = {}  # what a signal must wake at once: the live feed, once there is one
     previous = _stop_on_signals(running)
     try:
-        return _serve(waitress, args, running)
+        return _serve(waitress, config, running)
     except Stopped as stop:  # during start-up (loading the model, opening the camera) or a second signal
         if running.get("failed"):
             log.error("stopping: %s", running["failed"])
@@ -241,19 +315,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             signal.signal(signum, handler)
 
 
-def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> int:
+def _serve(waitress: Any, config: ServeConfig, running: dict[str, Any]) -> int:
     """Build the app, serve until a signal, shut down cleanly; 0, 128 + the signal's number, or 1 when the
     live source gave up."""
     malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
     notifier = notify.Notifier()
-    app, feed, _token = make_app(args, notifier, partial(_give_up, running))
+    app, feed, _token = make_app(config, notifier, partial(_give_up, running))
     running["feed"] = feed
     try:
         server = waitress.create_server(
             app,
-            host=args.host,
-            port=args.port,
-            threads=args.threads,
+            host=config.host,
+            port=config.port,
+            threads=config.threads,
             asyncore_loop_timeout=LOOP_TIMEOUT,
             # waitress spools a body to disk before Flask can refuse it: stop at the upload limit (+ form overhead)
             max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
@@ -261,9 +335,9 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
     except OSError as exc:
         if feed:
             feed.stop()
-        raise EdgeClfError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise EdgeClfError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     bound_shutdown(server, SIGNAL_GRACE)
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    host = f"[{config.host}]" if ":" in config.host else config.host
     heartbeat = threading.Event()
     if feed is None:  # no frames to wait for: ready once listening, and alive while the server runs
         notifier.send("READY=1\nSTATUS=serving")
@@ -271,7 +345,7 @@ def _serve(waitress: Any, args: argparse.Namespace, running: dict[str, Any]) -> 
             beat = partial(_heartbeat, notifier, heartbeat)
             threading.Thread(target=beat, name="edgeclf-watchdog", daemon=True).start()
     try:
-        log.info("serving http://%s:%s/ (waitress, %d threads)", host, server.effective_port, args.threads)
+        log.info("serving http://%s:%s/ (waitress, %d threads)", host, server.effective_port, config.threads)
         server.run()  # returns on KeyboardInterrupt (Stopped too) once its requests end (SIGNAL_GRACE at most)
     except (Stopped, OSError):  # Stopped: a signal just before run() began
         pass

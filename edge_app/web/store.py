@@ -20,7 +20,7 @@ import uuid
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,6 +64,13 @@ def _db_errors(method: Any) -> Any:
             raise EdgeClfError(f"history database error: {exc}") from None
 
     return wrapper
+
+
+class Added(NamedTuple):
+    """What History.add stored: the new row's id and its thumbnail's file name (in thumbs/)."""
+
+    id: int
+    thumb: str
 
 
 @dataclass(frozen=True)
@@ -169,8 +176,8 @@ class History:
         top: list[dict[str, Any]],
         model: str,
         filename: str | None = None,
-    ) -> tuple[int, str]:
-        """Store a thumbnail and a row; (the row id, the thumbnail's name). A live row may prune the
+    ) -> Added:
+        """Store a thumbnail and a row; its id and the thumbnail's name. A live row may prune the
         oldest live rows beyond `max_live_rows`; a prune that fails is logged, the row stays added."""
         cv2 = preprocess._cv2()
         h, w = image_bgr.shape[:2]
@@ -206,7 +213,7 @@ class History:
                     self.prune_live(self.max_live_rows)
                 except EdgeClfError as exc:  # tried again prune_every rows later
                     log.warning("history: pruning old live entries failed: %s", exc)
-        return entry_id, thumb
+        return Added(entry_id, thumb)
 
     @_db_errors
     def prune_live(self, keep: int) -> int:

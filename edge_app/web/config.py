@@ -1,0 +1,40 @@
+"""What the web app is built from: its limits (WebConfig) and the objects every piece of it reads
+(WebContext: the shared classifier, the history store, the limits and the optional live feed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edge_app.web.uploads import MAX_PIXELS
+
+if TYPE_CHECKING:  # the pieces take anything with these interfaces (the tests pass fakes)
+    from edge_app.web.feed import LiveFeed, SharedClassifier
+    from edge_app.web.store import History
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The app's limits and access rules."""
+
+    token: str | None = None
+    max_upload: int = 10 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS
+    per_page: int = 20
+    allowed_hosts: frozenset[str] | None = None  # None: any Host header (a token guards non-loopback binds)
+    max_viewers: int = 2  # MJPEG streams at once: each holds a request thread for as long as it is watched
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """The shared state the routes of every piece use; `feed` is None without a camera source."""
+
+    shared: SharedClassifier
+    history: History
+    config: WebConfig
+    feed: LiveFeed | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The model's file name, shown on the pages and in the API (never its folder)."""
+        return self.shared.clf.path.name
