@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,17 @@ def colour_images(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np
     return images, labels.astype(np.int64)
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition") -> object:
+    """Poll `predicate` until it returns something true, and return that; fail the test, naming `what`, once
+    `timeout` seconds have passed. For waiting on another thread or process instead of sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)  # the polling interval: how soon a change is seen, not how long anything takes
+    return value
+
+
 def write_image_folder(root: Path, per_class: int = 12, size: int = 16, seed: int = 0) -> Path:
     """<root>/train/<colour>/*.png and <root>/test/<colour>/*.png from colour_images."""
     import cv2
@@ -45,7 +58,8 @@ def write_image_folder(root: Path, per_class: int = 12, size: int = 16, seed: in
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory):
     """A small CNN trained for a few seconds on colour_images; saved as .keras."""
-    import keras
+    # skipped, not an error, in .ci/edge-job's venv (the edge extra only), where the `device` tests run
+    keras = pytest.importorskip("keras", reason="builds its model with Keras (the train extra)")
 
     from edge_app import preprocess
     from edge_app.contract import InputSpec

@@ -4,7 +4,6 @@ import argparse
 import io
 import logging
 import struct
-import time
 import zlib
 
 import cv2
@@ -16,7 +15,7 @@ from edge_app.web.app import WebConfig, create_app
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.serve import is_loopback, make_app
 from edge_app.web.store import History
-from tests.conftest import colour_images
+from tests.conftest import colour_images, wait_until
 from tests.fakes import ScriptedSource
 
 
@@ -183,9 +182,7 @@ def test_history_paging_filter_delete_csv_and_restart(make, tmp_path):
 
 def test_live_feed_stream_and_sampled_history(make):
     client, history = make(feed_source=ScriptedSource(delay=0.01))
-    deadline = time.monotonic() + 5
-    while client.get("/api/live").get_json()["frames"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: client.get("/api/live").get_json()["frames"] >= 3, timeout=10, what="3 live frames")
     state = client.get("/api/live").get_json()
     assert state["frames"] >= 3 and state["top"] and state["fps"] > 0
     r = client.get("/stream.mjpg", buffered=False)
@@ -193,8 +190,7 @@ def test_live_feed_stream_and_sampled_history(make):
     r.close()
     assert chunk.startswith(b"--frame") and b"\xff\xd8" in chunk
     assert b'src="/stream.mjpg"' in client.get("/live").data
-    time.sleep(0.2)
-    assert any(e.source == "live" for e in history.page(1, 50)[0])
+    wait_until(lambda: any(e.source == "live" for e in history.page(1, 50)[0]), what="a sampled live row")
 
 
 def test_serve_binding_rules(converted, tmp_path, caplog):
@@ -272,12 +268,14 @@ def test_rebinding_csrf_and_csv_formulas(make):
 def test_the_live_feed_keeps_at_most_its_cap_of_live_rows(converted, tmp_path):
     history = History(tmp_path / "web" / "history.sqlite3", max_live_rows=3)
     shared = SharedClassifier(Classifier(converted["int8"]), top_k=3)
+
+    def sampled_30():
+        newest = history.before(None, 1)
+        return newest and newest[0].id >= 30
+
     feed = LiveFeed(shared, ScriptedSource(delay=0.005), history, sample_every=0.01).start()
     try:
-        deadline = time.monotonic() + 10
-        while (history.before(None, 1) or [None])[0] is None or history.before(None, 1)[0].id < 30:
-            assert time.monotonic() < deadline, "the feed sampled fewer than 30 frames in 10 s"
-            time.sleep(0.05)
+        wait_until(sampled_30, timeout=10, what="the feed to sample 30 frames")
     finally:
         feed.stop()
     entries, total = history.page(1, 100)
