@@ -94,8 +94,8 @@ def resolve(model_path: Path, given: dict[str, Any], has_data: bool) -> LoneCont
         else (sidecar.name if used_file else "the options")
     )
     labels = values["labels"]
-    if not isinstance(labels, tuple):  # an option: a labels file, one label per line in output order
-        labels = read_labels(labels)
+    # an option names a labels file (one label per line, in output order); the sidecar and Python callers give them
+    labels = read_labels(labels) if isinstance(labels, (str, Path)) else tuple(labels)
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
         raise EdgeClfError(f"the labels from {origin} repeat {', '.join(repeated)}; each output needs its own")

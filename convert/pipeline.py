@@ -6,6 +6,7 @@ import json
 import sys
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def convert(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     color: str | None = None,
-    labels: str | Path | tuple[str, ...] | None = None,
+    labels: str | Path | Sequence[str] | None = None,
 ) -> ConvertResult:
     """Convert, verify and write a .tflite with its contract. Raises EdgeClfError on any refusal.
 
@@ -167,7 +168,7 @@ def convert(
     info = _base_info(base, run, spec, lone)
     n_out = int(model.output_shape[-1])
     if lone is not None and n_out != len(info.labels):
-        raise EdgeClfError(f"{lone.origin} gives {len(info.labels)} labels but the model outputs {n_out} scores")
+        raise EdgeClfError(f"{lone.origin}: {len(info.labels)} labels but the model outputs {n_out} scores")
     target = Path(out) if out else default_out(model_path, info, mode.name)
     if target.suffix != ".tflite":
         raise EdgeClfError(f"--out must end in .tflite, got {target}")

@@ -183,3 +183,20 @@ def test_a_bgr_model_is_fed_bgr_by_convert_and_by_the_benchmark(bgr_keras, colou
     config = bench.BenchConfig(models=[out], data=colour_folder, mode=bench.QUICK)
     accuracy = bench._accuracy(config, {"bgr": (out, None, 1, clf)}, bench.QUICK)
     assert accuracy[str(out)]["top1"] > 0.9
+
+
+def test_the_function_takes_the_labels_themselves(lone, colour_folder, tmp_path):
+    from convert.pipeline import convert
+
+    result = convert(
+        lone,
+        "float32",
+        out=tmp_path / "t.tflite",
+        data={"data": str(colour_folder)},
+        eval_limit=30,
+        mean=(0, 0, 0),
+        std=(255, 255, 255),
+        color="RGB",
+        labels=list(COLOURS),
+    )
+    assert result.info.labels == COLOURS and result.verification.keras["accuracy"] > 0.9
