@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
 import logging
 import os
@@ -12,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -233,7 +232,7 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
 def _from_namespace(args: argparse.Namespace) -> ServeConfig:
     """A ServeConfig from a namespace made by hand, as callers of make_app did before ServeConfig (tests):
     its attributes named like the fields, --max-upload-mb in MiB; the fields it lacks keep their defaults."""
-    names = {f.name for f in dataclasses.fields(ServeConfig)} - {"max_upload"}
+    names = {f.name for f in fields(ServeConfig)} - {"max_upload"}
     values = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if hasattr(args, "max_upload_mb"):
         values["max_upload"] = int(args.max_upload_mb * MiB)
@@ -247,7 +246,8 @@ def make_app(
 ) -> tuple[Any, LiveFeed | None, str | None]:
     """The WSGI app, the live feed (or None) and the token in force.
 
-    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good."""
+    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good.
+    A Namespace (the form callers used before ServeConfig) is read as _from_namespace says."""
     if isinstance(config, argparse.Namespace):
         config = _from_namespace(config)
     token = config.token
