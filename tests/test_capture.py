@@ -7,7 +7,10 @@ import pytest
 
 from edge_app.capture import Grabber
 from edge_app.sources import SourceError
+from tests.conftest import wait_until
 from tests.fakes import ScriptedSource, StallingSource
+
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 
 
 def take_all(grabber, limit=1000):
@@ -30,13 +33,16 @@ def test_file_sources_deliver_every_frame_in_order():
 def test_live_sources_drop_stale_frames_for_a_slow_consumer():
     source = ScriptedSource(delay=0.002)
     grabber = Grabber(source).start()
-    seen = []
+    seen = [-1]
     for _ in range(5):
-        time.sleep(0.05)  # a slow model
+        # a slow model: while it works on one frame the camera delivers 8 more (frame seen + 8 may not be
+        # handed over yet, so at least 6 of them wait in the grabber's slot, one replacing the other)
+        wait_until(lambda: source.delivered >= seen[-1] + 1 + 8, timeout=10, what="8 more frames")
         seen.append(grabber.next_frame(1.0).index)
     grabber.stop()
-    assert grabber.dropped > 10
-    assert all(b - a > 1 for a, b in zip(seen, seen[1:]))  # always the newest, never the backlog
+    seen = seen[1:]
+    assert all(b - a >= 6 for a, b in zip([-1, *seen], seen)), seen  # always the newest, never the backlog
+    assert grabber.dropped >= sum(b - a - 1 for a, b in zip([-1, *seen], seen)) >= 5 * 5, (grabber.dropped, seen)
     assert source.closes >= 1
 
 
@@ -139,7 +145,8 @@ def test_start_opens_in_the_capture_thread_and_raises_its_errors():
 def test_cancel_leaves_a_source_stuck_opening():
     source = StallingSource(stall=10.0)
     cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
+    # cancelled while open() is stuck, not after a guessed delay
+    threading.Thread(target=lambda: source.stalled.wait(5) and cancel.set(), daemon=True).start()
     start = time.monotonic()
     try:
         grabber = Grabber(source).start(cancel)
@@ -158,19 +165,22 @@ def test_a_signal_interrupts_the_wait_for_a_stuck_open():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    def interrupt_once_stuck():  # while start() waits on the stuck open(), not after a guessed delay
+        if source.stalled.wait(5):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
     previous = signal.signal(signal.SIGUSR1, interrupt)
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
-    timer.start()
+    sender = threading.Thread(target=interrupt_once_stuck)
+    sender.start()
     start = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
             Grabber(source).start()
         assert time.monotonic() - start < 3
     finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, previous)
         source.release()
+        sender.join()  # before the handler goes: a late SIGUSR1 would end the test process
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def test_stop_leaves_a_read_stuck_in_a_driver_after_its_timeout(caplog):

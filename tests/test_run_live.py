@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import threading
 
 import cv2
 import numpy as np
@@ -160,13 +159,21 @@ def test_source_failing_mid_run_retries_then_exits_cleanly(converted, monkeypatc
 
 def test_sigterm_stops_cleanly_with_a_summary(converted, monkeypatch, capsys):
     source = ScriptedSource(delay=0.005)
+    read = source.read
+
+    def read_then_terminate():  # the signal comes mid-run, as the 6th frame is delivered, not after a guessed delay
+        frame = read()
+        if source.delivered == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return frame
+
+    source.read = read_then_terminate
     monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
     code = run_main(["--model", str(converted["int8"]), "--source", "0", "--duration", "20"])
-    timer.cancel()
     err = capsys.readouterr().err
-    assert code == 143 and "(SIGTERM)" in err and source.closes >= 1
+    assert code == 143 and "(SIGTERM)" in err and source.closes >= 1, err
+    # the 6 frames before the signal, and at most the one in hand when it came: the loop stopped, --duration did not
+    assert frames_in(err) <= 7, err
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
 
 
