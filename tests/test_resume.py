@@ -191,6 +191,7 @@ def test_saved_state_is_what_comes_back(tmp_path):
 
     x = np.random.default_rng(0).random((32, 4)).astype("float32")
     y = np.random.default_rng(1).random((32, 3)).astype("float32")
+
     class Snapshot(keras.callbacks.Callback):
         """The state at the last epoch's end: fit's own end then moves the EMA into the weights."""
 
@@ -226,3 +227,51 @@ def test_saved_state_is_what_comes_back(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(average, again.state()[1], strict=True))
     resume.clear(tmp_path)
     assert resume.load(tmp_path) is None
+
+
+def test_crash_while_fine_tuning_resumes_in_that_phase(colour_folder, tmp_path, capsys, monkeypatch):
+    """A pretrained backbone trains its head for 1 epoch, then fine-tunes for 2; a crash after the first
+    fine-tuning epoch resumes with the backbone's top unfrozen and the fine-tuning optimiser restored."""
+    import keras
+
+    from train import resume
+
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(48, 48, 3), pooling="avg")
+    weights = tmp_path / "backbone.weights.h5"
+    backbone.save_weights(weights)
+    run = tmp_path / "run"
+    argv = [
+        "--data", str(colour_folder), "--arch", "mobilenet_v2", "--image-size", "48", "--batch-size", "8",
+        "--val-split", "0.25", "--weights", str(weights), "--epochs", "1", "--fine-tune-epochs", "2",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(run),
+    ]  # fmt: skip
+
+    class Crash(Exception):
+        pass
+
+    commit = resume.commit
+
+    def crash_after_epoch_2(run_dir, staged, state, *args):
+        commit(run_dir, staged, state, *args)
+        if state["epochs"] == 2:
+            raise Crash
+
+    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    with pytest.raises(Crash):
+        main(argv)
+    monkeypatch.undo()
+    saved = resume.load(run)
+    assert (saved.epochs, saved.phase, saved.state["head_epochs"]) == (2, "fine_tune", 1)
+    before = rows(run)
+    capsys.readouterr()
+
+    assert main(["--resume", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert f"resuming {run} after epoch 2 of 3 (fine-tuning)" in err and "fine-tuning:" in err
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("Epoch ")] == ["3/3"]
+    after = rows(run)
+    assert [r["epoch"] for r in after] == ["1", "2", "3"] and after[:2] == before
+    lr = [float(r["learning_rate"]) for r in after]
+    assert lr[1] == lr[2] == pytest.approx(lr[0] / 10)  # the fine-tuning rate, not the head's
+    assert json.loads((run / "run.json").read_text())["epochs_run"] == 3
+    assert not (run / "resume").exists()
