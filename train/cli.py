@@ -120,7 +120,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="continue the interrupted run in RUN_DIR from its last finished epoch, with the options in its "
         "run.json (weights, optimiser, schedule, EMA, lookahead, best checkpoint and history go on). Only "
         "--epochs may be given with it, to extend a run (a cosine / onecycle schedule is then stretched). "
-        "A finished run: nothing to do, exit 0",
+        "A finished run: nothing to do, exit 0. Not for --strategy multiworker runs (yet)",
     )
     return parser
 
