@@ -13,6 +13,8 @@ from edge_app.errors import EdgeClfError
 from edge_app.sources import Frame
 from tests.fakes import pattern
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 MIB = 1024 * 1024
 Usage = namedtuple("Usage", "total used free")
 

@@ -5,6 +5,8 @@ import pytest
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import MetadataError
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def make_info(**changes):
     base = dict(labels=("a", "b"), input=InputSpec(32, 32), quantization="int8", architecture="x", params=12)

@@ -4,6 +4,8 @@ import pytest
 from edge_app import datasets
 from edge_app.errors import DataError
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_folder_loads_skips_corrupt_and_caches(colour_folder, tmp_path, capsys, monkeypatch):
     bad_dir = colour_folder / "train" / "red"

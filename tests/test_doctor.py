@@ -16,6 +16,8 @@ from edge_app.notify import watchdog_seconds
 from tests import fakes
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 SHIPPED_UNIT = ROOT / "edge_app" / "systemd" / "edgeclf.service"
 # The README's Raspberry Pi install: a user named edgeclf, the clone in ~/edgeclf, the venv in ~/edgeclf/.venv
 README_EXAMPLE = [

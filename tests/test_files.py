@@ -14,6 +14,8 @@ import pytest
 from edge_app import files
 from edge_app.errors import EdgeClfError
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 @pytest.fixture()
 def umask():

@@ -22,6 +22,8 @@ from edge_app.imageheader import probe
 from tests.conftest import ROOT
 from tests.fakes import pattern
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 TINY_MODEL = ROOT / "models" / "airbench_tiny_int8.tflite"
 
 
@@ -32,7 +34,7 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
 
 def gif(image_bgr: np.ndarray) -> bytes:
     """GIF bytes through Pillow (OpenCV has no GIF writer)."""
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image", reason="writes its GIF with Pillow (the dev extra)")
 
     buf = io.BytesIO()
     Image.fromarray(image_bgr[:, :, ::-1]).save(buf, format="GIF")

@@ -3,6 +3,8 @@ import pytest
 from edge_app.errors import MetadataError
 from edge_app.labels import read_labels
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_plain_and_indexed(tmp_path):
     plain = tmp_path / "plain.txt"

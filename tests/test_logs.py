@@ -12,6 +12,8 @@ import pytest
 
 from edge_app import logs
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = [  # level, message, on a terminal, in the journal
     (logging.DEBUG, "d", "debug: d", "<7>d"),

@@ -8,6 +8,8 @@ from edge_app.classifier import Classifier
 from edge_app.errors import MetadataError, ModelLoadError
 from tests.conftest import COLOURS, colour_images
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_embedded_and_sidecar_match(converted):
     path = converted["int8"]

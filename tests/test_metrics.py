@@ -3,6 +3,8 @@ import pytest
 
 from edge_app import metrics
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_report_matches_hand_computation():
     y = np.array([0, 0, 1, 1, 2, 2])

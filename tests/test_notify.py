@@ -16,6 +16,8 @@ from edge_app.notify import (
     watchdog_seconds,
 )
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 class Clock:
     def __init__(self) -> None:

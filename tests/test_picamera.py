@@ -23,6 +23,8 @@ from tests.fakes import (
     yuv420_stride,
 )
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def bounded(call, seconds):
     """Run `call` in a thread for at most `seconds`: ("returned", value), ("raised", exception) or ("blocked", None)."""

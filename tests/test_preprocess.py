@@ -4,6 +4,8 @@ import pytest
 from edge_app import preprocess
 from edge_app.contract import InputSpec
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_colour_order_and_channel_expansion():
     rgb = np.zeros((2, 2, 3), np.uint8)

@@ -24,7 +24,7 @@ from tests.conftest import ROOT
 from tests.fakes import ScriptedSource, StallingSource
 
 MODEL = MODELS_DIR / "airbench_tiny_int8.tflite"
-pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="no shipped model")
+pytestmark = [pytest.mark.device, pytest.mark.skipif(not MODEL.is_file(), reason="no shipped model")]
 
 FRAMES = 80
 
@@ -348,6 +348,7 @@ def test_signal_during_reconnect_backoff(monkeypatch, capsys):
 def test_serve_with_a_stalled_stream_honours_signals(sig, tmp_path):
     """`serve --source` on a stream that never answers: the camera opens off the main thread, so a
     signal during start-up ends the server within the promised time, with 130 / 143."""
+    pytest.importorskip("flask", reason="serve needs the web extra")  # not in .ci/edge-job's venv
     with silent_server() as (port, accepted):
         cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(MODEL), "--port", "0"]
         cmd += ["--db", str(tmp_path / "h.sqlite3"), "--source", f"http://127.0.0.1:{port}/x"]

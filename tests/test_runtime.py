@@ -11,6 +11,8 @@ import edge_app.runtime as runtime
 from edge_app.errors import EdgeClfError, ModelLoadError
 from edge_app.runtime import load_interpreter
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def broken_runtime(monkeypatch, error: BaseException) -> None:
     """A runtime named 'broken' first in the chain: tflite-runtime 2.14 with numpy 2 raises SystemError

@@ -14,6 +14,8 @@ from edge_app.sources import (
 )
 from tests.fakes import USB_CAMERA, break_import, install_picamera2, pattern
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 class FakeCapture:
     """cv2.VideoCapture on a camera that delivers pattern frames and remembers what was set."""

@@ -8,6 +8,8 @@ import pytest
 from edge_app.live import Summary
 from edge_app.timings import Timings
 
+pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
+
 
 def test_buffers_keep_their_size_over_100k_updates():
     stats = Timings()
