@@ -275,3 +275,37 @@ def test_crash_while_fine_tuning_resumes_in_that_phase(colour_folder, tmp_path, 
     assert lr[1] == lr[2] == pytest.approx(lr[0] / 10)  # the fine-tuning rate, not the head's
     assert json.loads((run / "run.json").read_text())["epochs_run"] == 3
     assert not (run / "resume").exists()
+
+
+def test_crash_after_early_stop_runs_no_more_epochs(colour_folder, tmp_path, capsys, monkeypatch):
+    """Early stopping ended training; a crash before the run folder was written resumes into no more epochs,
+    only the end of the run (best weights back, test, write)."""
+    from train import resume
+
+    run = tmp_path / "run"
+    argv = [*train_args(colour_folder, run), "--epochs", "8", "--patience", "1"]
+
+    class Crash(Exception):
+        pass
+
+    commit = resume.commit
+
+    def crash_when_stopped(run_dir, staged, state, *args):
+        commit(run_dir, staged, state, *args)
+        if state["stopped"]:
+            raise Crash
+
+    monkeypatch.setattr(resume, "commit", crash_when_stopped)
+    with pytest.raises(Crash):  # 9 validation images: accuracy stops rising within 8 epochs
+        main(argv)
+    monkeypatch.undo()
+    saved = resume.load(run)
+    assert saved.stopped and saved.epochs < 8 and saved.epochs - saved.state["best_epoch"] == 1
+    capsys.readouterr()
+    assert main(["--resume", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert f"resuming {run} after epoch {saved.epochs} of 8" in err
+    assert not [line for line in out.splitlines() if line.startswith("Epoch ")]
+    record = json.loads((run / "run.json").read_text())
+    assert record["epochs_run"] == saved.epochs and record["best_epoch"] == saved.state["best_epoch"]
+    assert len(rows(run)) == saved.epochs
