@@ -1,8 +1,12 @@
-"""--strategy: MirroredStrategy over two logical CPU devices; multiworker needs TF_CONFIG."""
+"""--strategy: mirrored over two logical CPUs; multiworker: TF_CONFIG, the chief, the custom loop, two workers."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
 
 from tests.conftest import ROOT
 
@@ -165,3 +169,154 @@ def test_multiworker_two_processes_train_and_only_the_chief_writes(tmp_path):
     converted = convert(outs[0], "int8", calibration=20, allow_drop=True)
     assert converted.path.is_file()
     assert converted.info.metrics["test_accuracy"] > 0.5  # three classes: chance is 1/3
+
+
+CLUSTER = {"worker": ["hostA:23456", "hostB:23456"]}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task", "chief"),
+    [
+        (CLUSTER, {"type": "worker", "index": 0}, True),  # no chief: worker 0 is
+        (CLUSTER, {"type": "worker", "index": 1}, False),
+        ({"chief": ["hostC:1"], **CLUSTER}, {"type": "chief", "index": 0}, True),
+        ({"chief": ["hostC:1"], **CLUSTER}, {"type": "worker", "index": 0}, False),  # a chief task outranks worker 0
+        ({"evaluator": ["hostE:1"], **CLUSTER}, {"type": "evaluator", "index": 0}, False),
+    ],
+)
+def test_is_chief_follows_tf_config(cluster, task, chief):
+    from train import distribute
+
+    cluster_strategy = SimpleNamespace(cluster_resolver=object())  # what MultiWorkerMirroredStrategy has
+    environ = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+    assert distribute.is_chief(cluster_strategy, environ) is chief
+    # one host always writes its run folder, whatever TF_CONFIG says
+    assert distribute.is_chief(None, environ) is True
+    assert distribute.is_chief(SimpleNamespace(cluster_resolver=None), environ) is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs {"cluster"'),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}}', 'TF_CONFIG needs {"cluster"'),
+        ('["a:1", "b:1"]', 'TF_CONFIG needs {"cluster"'),
+        ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list of host:port"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "task type 'chief' is not in"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "must be a whole number"),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}', "index 2 is outside"),
+    ],
+)
+def test_malformed_tf_config_is_one_line_error(raw, message):
+    from edge_app.errors import EdgeClfError
+    from train import distribute
+
+    with pytest.raises(EdgeClfError) as info:
+        distribute.tf_config({"TF_CONFIG": raw})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_malformed_tf_config_through_the_cli(colour_folder, tmp_path, monkeypatch, capsys):
+    from train.cli import main
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}}))
+    argv = ["--data", str(colour_folder), "--image-size", "16", "--epochs", "1", "--strategy", "multiworker"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert 'TF_CONFIG needs {"cluster"' in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+LOOP_VS_FIT = """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from train import multiworker
+
+strategy = tf.distribute.MirroredStrategy(devices=[d.name for d in tf.config.list_logical_devices("CPU")])
+rng = np.random.default_rng(0)
+x = rng.random((58, 8, 8, 3)).astype("float32")
+y = np.eye(3, dtype="float32")[np.arange(58) % 3]
+x[np.arange(58), :, :, np.arange(58) % 3] += 1.0  # the class is the brightest channel
+train = tf.data.Dataset.from_tensor_slices((x[:40], y[:40])).batch(16, drop_remainder=True)
+val = tf.data.Dataset.from_tensor_slices((x[40:], y[40:])).batch(512)  # 18 images: the replicas get 18 and 0
+
+
+def run(loop, stop_after):
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        model = keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.5),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append([epoch, sorted(logs)])
+            self.model.stop_training = epoch + 1 >= stop_after
+
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), Record()]
+    kw = dict(epochs=5, initial_epoch=1, callbacks=callbacks, validation_data=val, verbose=0, shuffle=False)
+    history = multiworker.fit(model, strategy, train, **kw) if loop else model.fit(train, **kw).history
+    # predict reads this worker's copy of the weights in batches of 7 (a short last one): as one call would
+    probs = [multiworker.predict(model, x[40:], 7), keras.ops.convert_to_numpy(model(x[40:], training=False))]
+    return {"history": history, "seen": seen, "weights": [w.tolist() for w in model.get_weights()],
+            "probs": [p.tolist() for p in probs]}
+
+
+print("RESULT " + json.dumps({"fit": run(False, 3), "loop": run(True, 3)}))
+"""
+
+
+def test_custom_loop_matches_keras_fit(tmp_path):
+    """The multi-worker loop, run here under a two-replica MirroredStrategy where Keras' fit works too,
+    trains exactly like fit: same loss scaling, gradient averaging, metrics over an unevenly split
+    validation batch, EMA swaps and the final EMA weights, initial_epoch and stop_training."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOOP_VS_FIT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT ", 1)[1])
+    fit, loop = out["fit"], out["loop"]
+    assert (
+        fit["seen"]
+        == loop["seen"]
+        == [
+            [1, ["accuracy", "loss", "val_accuracy", "val_loss"]],
+            [2, ["accuracy", "loss", "val_accuracy", "val_loss"]],
+        ]
+    )
+    assert sorted(loop["history"]) == sorted(fit["history"])
+    for key, values in fit["history"].items():
+        np.testing.assert_allclose(loop["history"][key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+    for mine, theirs in zip(loop["weights"], fit["weights"], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert np.array(loop["probs"][0]).shape == (18, 3)
+    np.testing.assert_allclose(loop["probs"][0], loop["probs"][1], rtol=1e-5, atol=1e-6)
+    assert fit["history"]["val_accuracy"][-1] > 0.5  # it learnt something: the comparison is not of two no-ops
+
+
+def test_readme_cluster_commands_name_a_chief_and_a_worker():
+    """The README's two-host example: both TF_CONFIGs are accepted, describe one cluster, and A is the chief."""
+    import re
+    import shlex
+
+    from train import distribute
+
+    text = (ROOT / "README.md").read_text()
+    configs = [json.loads(shlex.split(raw)[0]) for raw in re.findall(r"export TF_CONFIG=('[^']+')", text)]
+    assert len(configs) == 2 and configs[0]["cluster"] == configs[1]["cluster"]
+    chiefs = [
+        distribute.is_chief(SimpleNamespace(cluster_resolver=object()), {"TF_CONFIG": json.dumps(c)}) for c in configs
+    ]
+    assert chiefs == [True, False]

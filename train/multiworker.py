@@ -142,9 +142,12 @@ def fit(
         hooks.on_epoch_end(epoch, logs)
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
+        # checked once an epoch, not after each batch as fit does: every worker must run the same steps
         if bool(anyone(tf.constant(float(bool(model.stop_training))))):
             model.stop_training = True
             break
+    if epochs > 0:  # as fit: with EMA, the model ends with the averaged weights (each worker its own copy)
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     hooks.on_train_end(logs)
     return history
 
