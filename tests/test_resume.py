@@ -23,22 +23,20 @@ HOLD_AFTER = 2
 LAUNCHER = """
 import runpy, sys, threading
 from pathlib import Path
+from train import resume
 marker, hold = Path(sys.argv[1]), int(sys.argv[2])
-try:
-    from train import resume
-except ImportError:  # no resume support: just run
-    resume = None
-if resume is not None:
-    commit = resume.commit
+commit = resume.commit
 
-    def held(run_dir, staged, state, *args, **kwargs):
-        out = commit(run_dir, staged, state, *args, **kwargs)
-        if state["epochs"] == hold:
-            marker.write_text("held")
-            threading.Event().wait()
-        return out
 
-    resume.commit = held
+def held(run_dir, staged, state, *args, **kwargs):
+    out = commit(run_dir, staged, state, *args, **kwargs)
+    if state["epochs"] == hold:
+        marker.write_text("held")
+        threading.Event().wait()
+    return out
+
+
+resume.commit = held
 sys.argv = ["python -m train", *sys.argv[3:]]
 runpy.run_module("train", run_name="__main__")
 """
@@ -309,3 +307,33 @@ def test_crash_after_early_stop_runs_no_more_epochs(colour_folder, tmp_path, cap
     record = json.loads((run / "run.json").read_text())
     assert record["epochs_run"] == saved.epochs and record["best_epoch"] == saved.state["best_epoch"]
     assert len(rows(run)) == saved.epochs
+
+
+def test_resume_can_extend_the_run(colour_folder, tmp_path, capsys, monkeypatch):
+    """--epochs is the one option --resume takes: the run goes on to the new count, and run.json says so."""
+    from train import resume
+
+    run = tmp_path / "run"
+
+    class Crash(Exception):
+        pass
+
+    commit = resume.commit
+
+    def crash_after_epoch_2(run_dir, staged, state, *args):
+        commit(run_dir, staged, state, *args)
+        if state["epochs"] == 2:
+            raise Crash
+
+    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    with pytest.raises(Crash):
+        main([*train_args(colour_folder, run), "--epochs", "3"])
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--epochs", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert "the cosine schedule now spans 5 epochs instead of 3" in err
+    assert f"resuming {run} after epoch 2 of 5" in err
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("Epoch ")] == ["3/5", "4/5", "5/5"]
+    record = json.loads((run / "run.json").read_text())
+    assert record["config"]["epochs"] == 5 and record["epochs_run"] == 5

@@ -308,8 +308,8 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
         stretched += ["lookahead"] * config.lookahead
         if stretched:  # both are laid out over the whole run
             print(
-                f"note: {' and '.join(stretched)} now span {epochs} epochs instead of {config.epochs}: from "
-                f"step {saved.epochs * int(saved.state['steps_per_epoch'])} on they follow the longer curve",
+                f"note: {' and '.join(stretched)} now span{'s' * (len(stretched) == 1)} {epochs} epochs instead of "
+                f"{config.epochs}: from step {saved.epochs * int(saved.state['steps_per_epoch'])} on, the longer curve",
                 file=sys.stderr,
             )
         config = replace(config, epochs=epochs)
