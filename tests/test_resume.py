@@ -55,13 +55,12 @@ def rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def wait_for(path: Path, proc: subprocess.Popen, deadline_s: float) -> None:
+def wait_for(path: Path, proc: subprocess.Popen, log: Path, deadline_s: float) -> None:
     """Poll until `path` exists; fail with the child's output if it exits or the deadline passes."""
     end = time.monotonic() + deadline_s
     while not path.exists():
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"training exited ({proc.returncode}) before epoch {HOLD_AFTER} was held:\n{out}\n{err}")
+            pytest.fail(f"training exited ({proc.returncode}) before epoch {HOLD_AFTER} was held:\n{log.read_text()}")
         if time.monotonic() > end:
             proc.kill()
             pytest.fail(f"epoch {HOLD_AFTER} not reached in {deadline_s} s")
@@ -72,17 +71,18 @@ def test_killed_run_resumes_where_it_stopped(colour_folder, tmp_path, capsys):
     run = tmp_path / "run"
     marker = tmp_path / "held"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(marker), str(HOLD_AFTER), *train_args(colour_folder, run)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(marker, proc, deadline_s=300)
+    log = tmp_path / "killed.log"
+    with open(log, "w") as sink:  # a file, not a pipe nobody reads while the child runs
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(marker), str(HOLD_AFTER), *train_args(colour_folder, run)],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(marker, proc, log, deadline_s=300)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not (run / "model.keras").exists()
     before = rows(run)
