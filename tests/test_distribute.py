@@ -93,9 +93,12 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _run_cluster(argv_for, tmp_path, timeout: float = 240.0) -> list[subprocess.CompletedProcess]:
-    """Start one `python -m train` per worker of a two-worker localhost cluster, wait for both with
-    one deadline; a worker left alone would wait for its peer forever, so both are killed at it."""
+def _run_cluster(
+    argv_for, tmp_path, timeout: float = 240.0, kill_worker_1_at: str | None = None
+) -> list[subprocess.CompletedProcess]:
+    """Start one `python -m train` per worker of a two-worker localhost cluster and wait for both with
+    one deadline (a worker left alone would wait for its peer for an hour, so both are killed at it).
+    With `kill_worker_1_at`, worker 1 is killed once its output shows that text."""
     import os
     import time
 
@@ -105,6 +108,7 @@ def _run_cluster(argv_for, tmp_path, timeout: float = 240.0) -> list[subprocess.
     for index in range(2):
         env = {
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",  # the epoch lines arrive as they are printed
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(tmp_path),
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
@@ -113,8 +117,18 @@ def _run_cluster(argv_for, tmp_path, timeout: float = 240.0) -> list[subprocess.
         cmd = [sys.executable, "-m", "train", *argv_for(index)]
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env), log))
     deadline = time.monotonic() + timeout
-    results = []
     try:
+        while kill_worker_1_at and time.monotonic() < deadline:
+            worker1 = procs[1][0]
+            if kill_worker_1_at in (tmp_path / "worker1.log").read_text() or worker1.poll() is not None:
+                worker1.kill()
+                break
+            try:  # polls with a deadline: returns early if worker 0 ends first
+                procs[0][0].wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        results = []
         for proc, log in procs:
             rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             log.seek(0)
@@ -169,6 +183,36 @@ def test_multiworker_two_processes_train_and_only_the_chief_writes(tmp_path):
     converted = convert(outs[0], "int8", calibration=20, allow_drop=True)
     assert converted.path.is_file()
     assert converted.info.metrics["test_accuracy"] > 0.5  # three classes: chance is 1/3
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(tmp_path, colour_folder):
+    """A worker killed mid-training: TensorFlow's heartbeat aborts the survivor's collectives, and the
+    survivor exits 1 with one line instead of waiting for ever or printing a traceback."""
+    import time
+
+    def argv_for(index: int) -> list[str]:
+        return [
+            *("--data", str(colour_folder), "--image-size", "16", "--val-split", "0.25", "--batch-size", "4"),
+            *(
+                "--strategy",
+                "multiworker",
+                "--epochs",
+                "500",
+                "--patience",
+                "0",
+                "--out",
+                str(tmp_path / f"run{index}"),
+            ),
+        ]
+
+    start = time.monotonic()
+    results = _run_cluster(argv_for, tmp_path, timeout=200, kill_worker_1_at="Epoch 2/")
+    assert results[1].returncode == -9, results[1].stdout[-2000:]  # killed in training, not finished
+    survivor = results[0].stdout
+    assert results[0].returncode == 1, survivor[-3000:]
+    assert "error: the cluster lost a worker (" in survivor and "Traceback" not in survivor
+    assert not (tmp_path / "run0" / "model.keras").exists()
+    print(f"the survivor stopped {time.monotonic() - start:.0f} s after the start")
 
 
 CLUSTER = {"worker": ["hostA:23456", "hostB:23456"]}

@@ -26,9 +26,21 @@ def strategy_for(tf: Any, name: str) -> Any | None:
         return None
     if name == "multiworker":
         config = tf_config(os.environ)  # a one-line error for a missing or malformed TF_CONFIG
+        task, cluster = config["task"], config["cluster"]
+        others = [
+            host
+            for kind, hosts in cluster.items()
+            for i, host in enumerate(hosts)
+            if (kind, i) != (task["type"], task["index"])
+        ]
+        # TensorFlow blocks here, deaf to Ctrl-C, until every task has started: say so
+        print(
+            f"{task['type']} {task['index']}: waiting for {', '.join(others) or 'no other task'} to join the cluster "
+            "(Ctrl-\\ stops the wait)",
+            file=sys.stderr,
+        )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         if not chief_task(config):
-            task = config["task"]
             print(
                 f"{task['type']} {task['index']} is not the chief: it trains, and leaves writing the run folder "
                 "to the chief",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import require
+from edge_app.errors import EdgeClfError, require
 
 
 def is_multiworker(strategy: Any | None) -> bool:
@@ -119,6 +119,31 @@ def fit(
     hooks = keras.callbacks.CallbackList(
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=epochs, steps=steps
     )
+    try:
+        return _epochs(tf, model, hooks, train_step, eval_step, anyone, train_dist, val_dist, initial_epoch, epochs)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as exc:
+        raise EdgeClfError(f"the cluster lost a worker ({_first_line(exc)}); start every worker again") from None
+
+
+def _first_line(exc: Any) -> str:
+    # TensorFlow prefixes "{{function_node ...}}" and appends the op: keep the sentence that says what happened
+    # and puts the failed tasks on the line after the sentence
+    lines = [line.strip() for line in str(getattr(exc, "message", exc)).split("}}")[-1].splitlines() if line.strip()]
+    return (" ".join(lines[:2]) if lines else type(exc).__name__)[:240]
+
+
+def _epochs(
+    tf: Any,
+    model: Any,
+    hooks: Any,
+    train_step: Any,
+    eval_step: Any,
+    anyone: Any,
+    train_dist: Any,
+    val_dist: Any,
+    initial_epoch: int,
+    epochs: int,
+) -> dict[str, list[float]]:
     history: dict[str, list[float]] = {}
     model.stop_training = False
     hooks.on_train_begin()
