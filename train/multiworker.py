@@ -126,8 +126,7 @@ def fit(
 
 
 def _first_line(exc: Any) -> str:
-    # TensorFlow prefixes "{{function_node ...}}" and appends the op: keep the sentence that says what happened
-    # and puts the failed tasks on the line after the sentence
+    # TensorFlow prefixes "{{function_node ...}}" and names the failed tasks on the line after its sentence
     lines = [line.strip() for line in str(getattr(exc, "message", exc)).split("}}")[-1].splitlines() if line.strip()]
     return (" ".join(lines[:2]) if lines else type(exc).__name__)[:240]
 
