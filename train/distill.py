@@ -50,17 +50,19 @@ def distillation_loss(n_classes: int, alpha: float, temperature: float, label_sm
     """(1 - alpha) * CE(labels, p) + alpha * T^2 * KL(teacher_T || student_T)."""
     tf = require("tensorflow", "train")
     keras = require("keras", "train")
-    ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     eps = 1e-7
 
     def soften(p: Any) -> Any:
         return tf.nn.softmax(tf.math.log(tf.clip_by_value(p, eps, 1.0)) / temperature, axis=-1)
 
     def loss(y_true: Any, y_pred: Any) -> Any:
+        # one value per image: Keras averages them and scales the mean for the replicas once; a loss
+        # object or a mean in here would be scaled on its own (or not at all) under tf.distribute
         labels, teacher = y_true[:, :n_classes], y_true[:, n_classes:]
         t, s = soften(teacher), soften(y_pred)
         kl = tf.reduce_sum(t * (tf.math.log(t + eps) - tf.math.log(s + eps)), axis=-1)
-        return (1.0 - alpha) * ce(labels, y_pred) + alpha * temperature**2 * tf.reduce_mean(kl)
+        ce = keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+        return (1.0 - alpha) * ce + alpha * temperature**2 * kl
 
     return loss
 
