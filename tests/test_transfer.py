@@ -2,7 +2,9 @@
 
 import json
 
+import cv2
 import keras
+import numpy as np
 import pytest
 
 from convert.cli import main as convert_main
@@ -31,7 +33,7 @@ def mnv2_args(folder, run, *extra):
 
 def test_mobilenet_v2_from_scratch_at_48_px_train_convert_run(colour_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = mnv2_args(colour_folder, run, "--weights", "none", "--epochs", "1")
+    argv = mnv2_args(colour_folder, run, "--weights", "none", "--epochs", "1", "--bn-recalibrate", "2")
     assert train_main(argv) == 0
     info = json.loads((run / "run.json").read_text())["model_info"]
     assert info["input"]["height"] == 48 and info["input"]["mean"] == [127.5] * 3  # MobileNetV2 wants [-1, 1]
@@ -40,10 +42,23 @@ def test_mobilenet_v2_from_scratch_at_48_px_train_convert_run(colour_folder, tmp
         convert_main([str(run), "--quantize", "int8", "--out", str(model), "--calibration", "16", "--allow-drop"]) == 0
     )
     capsys.readouterr()
-    image = next((colour_folder / "test" / "red").iterdir())
-    assert run_main(["--model", str(model), "--source", str(image)]) == 0
-    record = json.loads(capsys.readouterr().out)
-    assert record["top"][0]["label"] in ("blue", "green", "red")
+    # MobileNetV2 from scratch on 27 images does not learn the colours reliably (test accuracy 0.31 to 0.75 over
+    # seeds 0-2, 0.33 without --bn-recalibrate), so the true class cannot be asked for. What can: the edge app feeds
+    # the int8 file what training fed the Keras model, 48 px in [-1, 1] computed here by hand, so the two pick the
+    # same class for each image (they do by a wide margin at seed 0), and a wrong resize or normalisation in the
+    # app changes some (--mean 0 --std 255 turns the blue image's 'blue' into 'green').
+    keras_model = keras.models.load_model(run / "model.keras", compile=False)
+    picked = []
+    for colour in ("red", "green", "blue"):
+        image = sorted((colour_folder / "test" / colour).iterdir())[0]
+        rgb = cv2.resize(cv2.imread(str(image))[:, :, ::-1], (48, 48), interpolation=cv2.INTER_LINEAR)
+        probs = keras_model.predict((rgb.astype(np.float32) / 127.5 - 1)[None], verbose=0)[0]
+        assert run_main(["--model", str(model), "--source", str(image), "--top-k", "3", "--threshold", "0"]) == 0
+        top = json.loads(capsys.readouterr().out)["top"]
+        assert top[0]["label"] == info["labels"][int(np.argmax(probs))], (colour, probs, top)
+        assert all(abs(t["score"] - probs[info["labels"].index(t["label"])]) < 0.2 for t in top), (probs, top)
+        picked.append(top[0]["label"])
+    assert len(set(picked)) > 1, picked  # the model's answer depends on the image, so agreeing means something
 
 
 def test_pretrained_weights_file_trains_in_two_phases(colour_folder, tmp_path, capsys):
