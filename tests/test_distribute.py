@@ -176,6 +176,10 @@ def test_multiworker_two_processes_train_and_only_the_chief_writes(tmp_path):
         assert result.returncode == 0, f"worker {index}:\n{result.stdout[-3000:]}"
         assert "2 replicas, global batch 16, learning rate 0.01" in result.stdout
     assert "worker 1 is not the chief" in results[1].stdout
+    # each summary names what is on that host's disk: only the chief's points at a run folder
+    assert f"next       edgeclf convert {outs[0]}" in results[0].stdout
+    assert str(outs[1]) not in results[1].stdout.split("test       accuracy")[1]
+    assert "the chief writes the run folder" in results[1].stdout
     assert (outs[0] / "model.keras").is_file() and (outs[0] / "run.json").is_file()
     assert not outs[1].exists()
     history = (outs[0] / "history.csv").read_text().splitlines()

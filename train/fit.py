@@ -76,6 +76,7 @@ class TrainResult:
     epochs_run: int
     train_seconds: float
     images_per_second: float
+    wrote: bool = True  # False on a cluster's non-chief workers: the chief writes the run folder
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
@@ -386,8 +387,9 @@ def train_model(
         epochs_run=epochs_run,
         train_seconds=seconds,
         images_per_second=epochs_run * len(x_train) / seconds if seconds > 0 else 0.0,
+        wrote=distribute.is_chief(strategy),
     )
-    if distribute.is_chief(strategy):  # in a cluster, only the chief writes the run folder
+    if result.wrote:  # in a cluster, only the chief writes the run folder
         files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
         report.write_run(out, config, result, history)
         resume_state.clear(out)  # the run folder is whole: nothing left to resume

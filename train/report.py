@@ -130,6 +130,11 @@ def summary(result: TrainResult) -> str:
         + f", macro precision {t['macro_precision']:.4f} recall {t['macro_recall']:.4f} F1 {t['macro_f1']:.4f}"
         + f" on {t['n']} images",
         "weakest    " + ", ".join(f"{name} F1 {m['f1']:.3f}" for name, m in worst),
+    ]
+    if not result.wrote:  # a non-chief worker: its --out stays empty
+        lines[0] = "run        not written here: the chief writes the run folder"
+        return "\n".join(lines)
+    lines += [
         "files      model.keras run.json metrics.json history.csv curves.png confusion.png",
         f"next       edgeclf convert {result.out} --quantize int8",
     ]
