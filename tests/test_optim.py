@@ -149,3 +149,14 @@ def test_small_inputs_are_refused():
     for name in ("airbench_whiten", "airbench_tiny"):
         with pytest.raises(EdgeClfError, match=f"{name} needs inputs of at least 16x16"):
             architectures.build(name, (12, 12, 3), 4)
+
+
+def test_lookahead_and_ema_together_are_refused(colour_folder, tmp_path):
+    # Both write averaged weights into the model before validation; the EMA swap ran first, so the swap
+    # back stored the lookahead average in the EMA slots and the EMA was lost without a word.
+    from train.fit import validate
+
+    with pytest.raises(EdgeClfError, match="--lookahead and --ema"):
+        validate(config(colour_folder, tmp_path / "r", lookahead=True, ema=0.99))
+    validate(config(colour_folder, tmp_path / "r", lookahead=True))
+    validate(config(colour_folder, tmp_path / "r", ema=0.99))

@@ -171,6 +171,10 @@ def validate(config: TrainConfig) -> None:
         (config.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}"),
         (config.bias_lr_scale > 0, "--bias-lr-scale must be positive"),
         (not config.lookahead or config.strategy == "none", "--lookahead works with --strategy none only"),
+        (
+            not (config.lookahead and config.ema),
+            "--lookahead and --ema both average the weights and do not combine: choose one",
+        ),
         (config.bias_lr_scale == 1 or config.optimizer == "sgd", "--bias-lr-scale works with --optimizer sgd only"),
     ]
     for ok, message in checks:
