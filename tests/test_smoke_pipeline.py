@@ -1,6 +1,7 @@
 """Train + convert end to end on a few hundred images of the shared CIFAR-10 copy."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,8 @@ def test_train_writes_the_run_folder(smoke_run, capsys):
     assert sum(map(sum, m["confusion_matrix"])) == 600
     assert m["accuracy"] > 0.13  # above the 10% of chance after 3 short epochs
     history = (smoke_run / "history.csv").read_text().splitlines()
-    assert history[0].startswith("epoch,accuracy,loss,val_accuracy") and len(history) == 4
+    assert history[0].split(",") == ["epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
+    assert len(history) == 4
     run = json.loads((smoke_run / "run.json").read_text())
     assert run["config"]["data"]["limit"] == 600 and run["model_info"]["architecture"] == "tutorial_cnn"
     assert (smoke_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -74,9 +76,13 @@ def test_convert_int8_verifies_and_runs(smoke_run, capsys):
     assert m["n"] == 600 and m["split"] == "test" and m["agreement_vs_keras"] > 0.7
     assert abs(m["keras_accuracy"] - json.loads((smoke_run / "metrics.json").read_text())["accuracy"]) < 1e-5
     assert sidecar["input"]["height"] == 32 and sidecar["quantization"] == "int8"
-    image = CIFAR / "test" / "ship" / "0000.jpg"
-    assert run_main(["--model", str(model), "--source", str(image)]) == 0
-    assert json.loads(capsys.readouterr().out)["top"][0]["label"] in sidecar["labels"]
+    # the first 20 test images of each class, named by their folder: the edge app's answers beat chance (10%);
+    # 42 of 200 (0.21) here, the sidecar's int8 test accuracy 0.228
+    first_20 = CIFAR / "test" / "*" / "00[01][0-9].jpg"
+    assert run_main(["--model", str(model), "--source", str(first_20), "--no-display", "--threshold", "0"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    right = sum(r["label"] == Path(r["source"]).parent.name for r in records)
+    assert len(records) == 200 and right / len(records) > 0.13, right
 
 
 def test_convert_refuses_a_large_drop(smoke_run, capsys):
