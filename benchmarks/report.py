@@ -99,14 +99,14 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
             f"## Against {REFERENCE} (same architecture, runtime and threads)",
             "",
-            "| model | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| model | runtime | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in ratio_rows:
             v = r["vs_float32"]
             delta = "-" if v["top1_delta_points"] is None else f"{v['top1_delta_points']:+.2f} pt"
             lines.append(
-                f"| {Path(r['model']).name} | {r['threads']} | x{v['invoke_speedup']:.2f} | "
+                f"| {Path(r['model']).name} | {r['runtime']} | {r['threads']} | x{v['invoke_speedup']:.2f} | "
                 f"x{v['frame_speedup']:.2f} | "
                 f"x{v['size_ratio']:.3f} | {delta} | x{v['rss_ratio']:.2f} |"
             )

@@ -11,6 +11,7 @@ from benchmarks import report as report_mod
 from benchmarks.cli import main as bench_main
 from benchmarks.data import evaluation_set
 from benchmarks.stats import interleaved, summarize
+from tests.conftest import ROOT
 
 ROW_KEYS = {
     "model",
@@ -194,3 +195,15 @@ def test_probe_names_a_zip_that_is_no_keras_model(converted, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         probe.main(["--model", str(converted["int8"]), "--keras", str(fake), "--frames", "1"])
     assert str(exc.value).startswith(f"error: {fake} is not a readable Keras model")
+
+
+def test_against_float32_rows_name_their_runtime():
+    # two runtimes of one model gave two identical-looking ratio rows (no runtime column)
+    from benchmarks.report import load, to_markdown
+
+    report = load(ROOT / "benchmarks/results/x86_64-2core-2026-11-28-runtimes/report.json")
+    section = to_markdown(report).split("## Against float32", 1)[1].split("##", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| airbench_whiten_int8")]
+    assert len(rows) == 2
+    assert "| runtime |" in section
+    assert any("| ai_edge_litert " in r for r in rows) and any("| tflite_runtime " in r for r in rows)
