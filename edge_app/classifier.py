@@ -179,7 +179,8 @@ class Classifier:
 
     def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs of one probability vector, background skipped."""
-        order = [i for i in np.argsort(-probs) if i != self.background][: max(1, k)]
+        # stable: on a tie (common in a quantised output) the lower index wins, as with argmax
+        order = [i for i in np.argsort(-probs, kind="stable") if i != self.background][: max(1, k)]
         return [(self.labels[i], float(probs[i])) for i in order]
 
     def classify(self, image: np.ndarray, color: str = "BGR", top_k: int = 5) -> list[tuple[str, float]]:
