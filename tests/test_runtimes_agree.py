@@ -3,7 +3,8 @@
 Both are run through the product's own command, `edgeclf run --runtime NAME` (`python -m edge_app`), on
 the shipped samples and on 1,000 CIFAR-10 test images (tests/data/cifar10-test-1000), with the default
 int8 model and a float32 one: the same top-1 everywhere for float32 and on the samples; for int8 the
-scores stay within a few output steps (see MAX_SCORE_CHANGE). tflite-runtime 2.14 needs numpy < 2, so this
+scores stay within a few output steps (see MAX_SCORE_CHANGE), and on TFLite's built-in kernels (no XNNPACK)
+the two runtimes' int8 outputs are bit-identical on all 1,000 images. tflite-runtime 2.14 needs numpy < 2, so this
 runs in .ci/runtime-job's venv (EDGECLF_JOB=runtimes, where a missing runtime fails); elsewhere it is
 skipped unless both import."""
 
@@ -16,8 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from edge_app import preprocess
+from edge_app.classifier import Classifier
 from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR, SAMPLES_DIR
 from tests.conftest import ROOT
 
@@ -104,3 +108,26 @@ def test_without_ai_edge_litert_the_chain_takes_tflite_runtime():
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     chained = {row["source"]: row["top"][0]["label"] for row in rows}
     assert chained == top1(scores(DEFAULT_MODEL, str(SAMPLES_DIR / "*.jpg"), "tflite_runtime"))
+
+
+def _reference_kernels(runtime: str) -> Classifier:
+    """The default int8 model in `runtime` with TFLite's built-in kernels alone (no default XNNPACK delegate)."""
+    clf = Classifier(DEFAULT_MODEL, runtime=runtime, threads=1)
+    cls = type(clf.interpreter)
+    resolver = sys.modules[cls.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    clf.interpreter = cls(model_path=str(DEFAULT_MODEL), num_threads=1, experimental_op_resolver_type=resolver)
+    clf.interpreter.allocate_tensors()
+    return clf
+
+
+def test_int8_outputs_are_identical_on_the_builtin_kernels():
+    """Where the int8 differences come from: with the built-in kernels in both runtimes, every output of the
+    1,000 images is bit-identical (so is every top-1); the differences above are ai_edge_litert's XNNPACK."""
+    import cv2
+
+    paths = sorted(CIFAR_1000.glob("*/*.jpg"))
+    a, b = (_reference_kernels(runtime) for runtime in RUNTIMES)
+    batch = np.stack([preprocess.prepare(cv2.imread(str(p)), a.spec, "BGR") for p in paths])
+    out_a, out_b = a.predict(batch), b.predict(batch)
+    assert len(paths) == 1000 and out_a.shape == (1000, len(a.labels))
+    assert np.array_equal(out_a, out_b), f"{int((out_a != out_b).any(axis=1).sum())} images differ"
