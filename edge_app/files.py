@@ -48,7 +48,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], fsync: bool = 
         tmp_path.unlink(missing_ok=True)
         raise
     if fsync:
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     return path
 
 
@@ -84,7 +84,7 @@ def _existing_mode(path: Path, new_mode: int) -> int:
         return new_mode
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable; best effort (some filesystems refuse to fsync a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))

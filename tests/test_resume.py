@@ -337,3 +337,77 @@ def test_resume_can_extend_the_run(colour_folder, tmp_path, capsys, monkeypatch)
     assert [line.split()[1] for line in out.splitlines() if line.startswith("Epoch ")] == ["3/5", "4/5", "5/5"]
     record = json.loads((run / "run.json").read_text())
     assert record["config"]["epochs"] == 5 and record["epochs_run"] == 5
+
+
+def test_crash_while_writing_the_run_folder_resumes_the_end(colour_folder, tmp_path, capsys, monkeypatch):
+    """Killed inside the final write (run.json there, the plots not yet): --resume must finish the folder, not
+    call the run complete while the train command calls it interrupted."""
+    from train import report, resume
+
+    run = tmp_path / "run"
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(report, "plot_confusion", crash)
+    with pytest.raises(Crash):
+        main([*train_args(colour_folder, run), "--epochs", "2"])
+    monkeypatch.undo()
+    assert resume.has_state(run) and not (run / "confusion.png").exists()
+    capsys.readouterr()
+    assert main(["--resume", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert "already complete" not in err
+    assert (run / "confusion.png").is_file() and not resume.has_state(run)
+    assert not [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert json.loads((run / "run.json").read_text())["epochs_run"] == 2
+
+
+def test_a_lookahead_run_cannot_be_extended(colour_folder, tmp_path, capsys, monkeypatch):
+    """The lookahead average starts at 30% of the run and copies itself back at each validation: stretched, a
+    restored average older than the new start was copied over every resumed epoch's progress."""
+    from edge_app.errors import EdgeClfError
+    from train import resume
+
+    run = tmp_path / "run"
+    argv = [a for a in train_args(colour_folder, run) if a not in ("--ema", "0.9")]
+
+    class Crash(Exception):
+        pass
+
+    commit = resume.commit
+
+    def crash_after_epoch_2(run_dir, staged, state, *args):
+        commit(run_dir, staged, state, *args)
+        if state["epochs"] == 2:
+            raise Crash
+
+    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    with pytest.raises(Crash):
+        main([*argv, "--epochs", "3", "--lookahead"])
+    monkeypatch.undo()
+    with pytest.raises(EdgeClfError, match="lookahead"):
+        resume.resume_config(run, 6)
+    assert resume.resume_config(run) is not None  # the run's own length still resumes
+
+
+def test_an_epoch_commit_makes_its_folder_and_rename_durable(tmp_path, monkeypatch):
+    """A power cut after state.json names epoch-NNNN must not find that folder empty or missing: the staged
+    folder's entries and the rename are fsynced before state.json is written."""
+    from edge_app import files
+    from train import resume
+
+    synced, order = [], []
+    real = files.fsync_folder
+    monkeypatch.setattr(files, "fsync_folder", lambda folder: (synced.append(Path(folder).name), real(folder)))
+    real_write = files.write_json
+    monkeypatch.setattr(files, "write_json", lambda path, data: (order.append(len(synced)), real_write(path, data)))
+    staged = tmp_path / resume.RESUME_DIR / "staging"
+    staged.mkdir(parents=True)
+    (staged / resume.WEIGHTS_FILE).write_bytes(b"w")
+    resume.commit(tmp_path, staged, {"epochs": 3, "history": {"loss": [1.0, 0.5, 0.25]}}, None, None)
+    assert synced[:2] == ["staging", resume.RESUME_DIR] and order and order[0] >= 2
+    assert (tmp_path / resume.RESUME_DIR / "epoch-0003" / resume.WEIGHTS_FILE).is_file()

@@ -153,9 +153,11 @@ def commit(
             _write_arrays(staged / LOOKAHEAD_FILE, average)
         for path in staged.iterdir():
             _fsync(path)
+        files.fsync_folder(staged)  # its entries, then (below) the rename, survive a power cut
         if final.exists():  # renamed by a run killed before its state.json named it: never current
             shutil.rmtree(final)
         os.replace(staged, final)
+        files.fsync_folder(root)
     except OSError as exc:
         raise EdgeClfError(f"cannot save the resume state in {root}: {exc.strerror or exc}") from None
     files.write_json(root / STATE_FILE, {"version": VERSION, "folder": name, **state})
@@ -279,7 +281,9 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
         raise EdgeClfError(f"--resume {run_dir}: run.json is unreadable ({exc})") from None
     if raw.get("strategy") == "multiworker":
         raise EdgeClfError(f"--resume {run_dir}: --strategy multiworker runs cannot be resumed yet")
-    if "model_info" in record and (run_dir / "model.keras").is_file():
+    # a finished run has its full run.json and model.keras and no resume state; with the state still there,
+    # the run was killed while writing its folder, and resuming finishes it
+    if "model_info" in record and (run_dir / "model.keras").is_file() and not has_state(run_dir):
         if epochs is not None:
             raise EdgeClfError(
                 f"--resume {run_dir}: the run finished after {record.get('epochs_run')} epochs, and a finished "
@@ -304,12 +308,15 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
             raise EdgeClfError(f"--epochs {epochs}: the run is fine-tuning, so its first phase cannot change")
         if epochs < saved.epochs:
             raise EdgeClfError(f"--epochs {epochs} is fewer than the {saved.epochs} epochs already done")
-        stretched = [f"the {config.schedule} schedule"] * (config.schedule != "constant")
-        stretched += ["lookahead"] * config.lookahead
-        if stretched:  # both are laid out over the whole run
+        if config.lookahead:  # its start and decay are laid out over the run it started in
+            raise EdgeClfError(
+                f"--epochs {epochs}: a --lookahead run cannot be extended (its average would be older than the "
+                "new start and overwrite the resumed epochs); resume it without --epochs"
+            )
+        if config.schedule != "constant":  # laid out over the whole run
             print(
-                f"note: {' and '.join(stretched)} now span{'s' * (len(stretched) == 1)} {epochs} epochs instead of "
-                f"{config.epochs}: from step {saved.epochs * int(saved.state['steps_per_epoch'])} on, the longer curve",
+                f"note: the {config.schedule} schedule now spans {epochs} epochs instead of {config.epochs}: "
+                f"from step {saved.epochs * int(saved.state['steps_per_epoch'])} on, the longer curve",
                 file=sys.stderr,
             )
         config = replace(config, epochs=epochs)
