@@ -14,15 +14,17 @@ build_wheel() {
 }
 
 # fresh_venv DIR REQUIREMENT...: a new venv with only these installed. The checkout's tests/ import each
-# other as `tests.*`, so the checkout goes on sys.path through a .pth file, which site appends after
-# site-packages: `tests` comes from the checkout, edge_app (and train, convert, benchmarks) from the wheel.
+# other as `tests.*`, so a folder holding only a link to them goes on sys.path through a .pth file: `tests`
+# comes from the checkout, and every package (edge_app, train, convert, benchmarks) from the wheel alone: one
+# the wheel lacks is missing, not quietly taken from the checkout.
 fresh_venv() {
   local venv="$1"; shift
   "$PYTHON" -m venv "$venv"
   "$venv/bin/python" -m pip install -q "$@"
   local site
   site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
-  printf '%s\n' "$ROOT" > "$site/zz-edgeclf-checkout-tests.pth"
+  mkdir -p "$venv/checkout-tests" && ln -s "$ROOT/tests" "$venv/checkout-tests/tests"
+  printf '%s\n' "$venv/checkout-tests" > "$site/zz-edgeclf-checkout-tests.pth"
 }
 
 # run_tests VENV PYTEST ARGS...: pytest of that venv on the checkout's tests, from a folder outside the
