@@ -55,12 +55,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help=f"comma list of {','.join(augment.AUGMENTATIONS)}, or 'none' (default flip,crop)",
     )
     model.add_argument("--mixup", type=finite_float, default=0.0, help="mixup alpha (e.g. 0.2; default 0 = off)")
-    model.add_argument("--ema", type=finite_float, default=0.0, help="EMA of weights, e.g. 0.999 (default 0 = off)")
+    model.add_argument(
+        "--ema",
+        type=finite_float,
+        default=0.0,
+        help="EMA of weights, e.g. 0.999 (default 0 = off; not with --lookahead)",
+    )
     model.add_argument(
         "--lookahead",
         action="store_true",
         help="from 30%% of the run, every 5 steps average the weights and copy the average back (airbench; "
-        "--strategy none only)",
+        "--strategy none only; not with --ema)",
     )
     model.add_argument(
         "--bias-lr-scale",
@@ -119,7 +124,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue the interrupted run in RUN_DIR from its last finished epoch, with the options in its "
         "run.json (weights, optimiser, schedule, EMA, lookahead, best checkpoint and history go on). Only "
-        "--epochs may be given with it, to extend a run (a cosine / onecycle schedule is then stretched). "
+        "--epochs may be given with it, to extend a run (a cosine / onecycle schedule is then stretched; a "
+        "--lookahead run cannot be extended). "
         "A finished run: nothing to do, exit 0. Not for --strategy multiworker runs (yet)",
     )
     return parser
