@@ -35,7 +35,8 @@ MIN_TOP1 = {"default int8": 0.85, "float32": 0.82}
 # float32: the same scores to the 4 decimals printed, the same top-1 everywhere. int8: not bit-identical.
 # tflite-runtime 2.14's int8 outputs equal both runtimes' reference kernels exactly; ai_edge_litert's default
 # XNNPACK delegate moves them by up to 8 output steps (measured on these images), so a near-tie can flip:
-# 6 of the 1,000 top-1 differ (largest score change 0.029; 7 before top-k ranked ties stably). Allowed: 1% of images, 0.05 in any score.
+# 6 of the 1,000 top-1 differ (largest score change 0.029; 7 before top-k ranked ties stably).
+# Allowed: 1% of images, 0.05 in any score.
 MAX_SCORE_CHANGE = {"default int8": 0.05, "float32": 0.001}
 MAX_TOP1_CHANGED = {"default int8": 10, "float32": 0}
 

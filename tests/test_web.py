@@ -1,10 +1,10 @@
 """The web app through Flask's test client: every route, good and bad input, auth, history."""
 
-import argparse
 import io
 import logging
 import struct
 import zlib
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 from edge_app.classifier import Classifier
 from edge_app.web.app import WebConfig, create_app
 from edge_app.web.feed import LiveFeed, SharedClassifier
-from edge_app.web.serve import is_loopback, make_app
+from edge_app.web.serve import ServeConfig, is_loopback, make_app
 from edge_app.web.store import History
 from tests.conftest import colour_images, wait_until
 from tests.fakes import ScriptedSource
@@ -197,26 +197,17 @@ def test_serve_binding_rules(converted, tmp_path, caplog):
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
     caplog.set_level(logging.INFO)  # the token is a NOTICE (serve's main sets the level up)
-    args = argparse.Namespace(
-        token=None,
+    config = ServeConfig(
         host="0.0.0.0",
         model=converted["int8"],
-        labels=None,
-        runtime=None,
         top_k=3,
-        threshold=0.5,
         db=tmp_path / "h.sqlite3",
-        source=None,
-        history_live_every=0.0,
-        history_max_live=10000,
-        max_upload_mb=10.0,
+        max_upload=10 * 1024 * 1024,
         max_pixels=1000,
-        max_viewers=2,
     )
-    _, _, token = make_app(args)
+    _, _, token = make_app(config)
     assert token and len(token) >= 20 and any(token in r.getMessage() for r in caplog.records)
-    args.host = "127.0.0.1"
-    assert make_app(args)[2] is None
+    assert make_app(replace(config, host="127.0.0.1"))[2] is None
 
 
 def test_serve_cli_errors(converted, tmp_path, capsys):

@@ -13,7 +13,7 @@ from edge_app.errors import require
 from edge_app.results import frame_json
 from edge_app.web.config import WebConfig, WebContext
 from edge_app.web.responses import error
-from edge_app.web.store import MAX_ROW_ID
+from edge_app.web.store import MAX_ROW_ID, History
 from edge_app.web.uploads import BadUpload, decoded
 
 CSV_BATCH = 500  # rows read per query of the CSV export
@@ -71,7 +71,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def history_csv(history: Any, label: str | None) -> str:
+def history_csv(history: History, label: str | None) -> str:
     """The whole history (or one label's rows) as CSV, newest first."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -10,7 +10,6 @@ a bare app with flask_app() and registers the one piece it tests.
 
 from __future__ import annotations
 
-import hmac  # noqa: F401 - kept reachable here: tests patch edge_app.web.app.hmac.compare_digest (auth's hmac)
 from pathlib import Path
 from typing import Any
 

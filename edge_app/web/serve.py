@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -229,27 +229,14 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
     )
 
 
-def _from_namespace(args: argparse.Namespace) -> ServeConfig:
-    """A ServeConfig from a namespace made by hand, as callers of make_app did before ServeConfig (tests):
-    its attributes named like the fields, --max-upload-mb in MiB; the fields it lacks keep their defaults."""
-    names = {f.name for f in fields(ServeConfig)} - {"max_upload"}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
-    if hasattr(args, "max_upload_mb"):
-        values["max_upload"] = int(args.max_upload_mb * MiB)
-    return ServeConfig(**values)
-
-
 def make_app(
-    config: ServeConfig | argparse.Namespace,
+    config: ServeConfig,
     notifier: notify.Notifier | None = None,
     on_give_up: Callable[[str], None] | None = None,
 ) -> tuple[Any, LiveFeed | None, str | None]:
     """The WSGI app, the live feed (or None) and the token in force.
 
-    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good.
-    A Namespace (the form callers used before ServeConfig) is read as _from_namespace says."""
-    if isinstance(config, argparse.Namespace):
-        config = _from_namespace(config)
+    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good."""
     token = config.token
     if token is None and not is_loopback(config.host):
         token = secrets.token_urlsafe(18)
