@@ -55,6 +55,24 @@ def rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+class Crash(Exception):
+    """The run stops here as if killed (in-process, so the test can resume it at once)."""
+
+
+def crash_after(monkeypatch, when):
+    """Make the run crash right after the epoch whose committed state satisfies `when(state)`."""
+    from train import resume
+
+    commit = resume.commit
+
+    def crashing(run_dir, staged, state, *args):
+        commit(run_dir, staged, state, *args)
+        if when(state):
+            raise Crash
+
+    monkeypatch.setattr(resume, "commit", crashing)
+
+
 def wait_for(path: Path, proc: subprocess.Popen, log: Path, deadline_s: float) -> None:
     """Poll until `path` exists; fail with the child's output if it exits or the deadline passes."""
     end = time.monotonic() + deadline_s
@@ -244,17 +262,7 @@ def test_crash_while_fine_tuning_resumes_in_that_phase(colour_folder, tmp_path, 
         "--cache-dir", str(tmp_path / "cache"), "--out", str(run),
     ]  # fmt: skip
 
-    class Crash(Exception):
-        pass
-
-    commit = resume.commit
-
-    def crash_after_epoch_2(run_dir, staged, state, *args):
-        commit(run_dir, staged, state, *args)
-        if state["epochs"] == 2:
-            raise Crash
-
-    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    crash_after(monkeypatch, lambda state: state["epochs"] == 2)
     with pytest.raises(Crash):
         main(argv)
     monkeypatch.undo()
@@ -283,17 +291,7 @@ def test_crash_after_early_stop_runs_no_more_epochs(colour_folder, tmp_path, cap
     run = tmp_path / "run"
     argv = [*train_args(colour_folder, run), "--epochs", "8", "--patience", "1"]
 
-    class Crash(Exception):
-        pass
-
-    commit = resume.commit
-
-    def crash_when_stopped(run_dir, staged, state, *args):
-        commit(run_dir, staged, state, *args)
-        if state["stopped"]:
-            raise Crash
-
-    monkeypatch.setattr(resume, "commit", crash_when_stopped)
+    crash_after(monkeypatch, lambda state: state["stopped"])
     with pytest.raises(Crash):  # 9 validation images: accuracy stops rising within 8 epochs
         main(argv)
     monkeypatch.undo()
@@ -311,21 +309,10 @@ def test_crash_after_early_stop_runs_no_more_epochs(colour_folder, tmp_path, cap
 
 def test_resume_can_extend_the_run(colour_folder, tmp_path, capsys, monkeypatch):
     """--epochs is the one option --resume takes: the run goes on to the new count, and run.json says so."""
-    from train import resume
 
     run = tmp_path / "run"
 
-    class Crash(Exception):
-        pass
-
-    commit = resume.commit
-
-    def crash_after_epoch_2(run_dir, staged, state, *args):
-        commit(run_dir, staged, state, *args)
-        if state["epochs"] == 2:
-            raise Crash
-
-    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    crash_after(monkeypatch, lambda state: state["epochs"] == 2)
     with pytest.raises(Crash):
         main([*train_args(colour_folder, run), "--epochs", "3"])
     monkeypatch.undo()
@@ -345,9 +332,6 @@ def test_crash_while_writing_the_run_folder_resumes_the_end(colour_folder, tmp_p
     from train import report, resume
 
     run = tmp_path / "run"
-
-    class Crash(Exception):
-        pass
 
     def crash(*args, **kwargs):
         raise Crash
@@ -375,17 +359,7 @@ def test_a_lookahead_run_cannot_be_extended(colour_folder, tmp_path, capsys, mon
     run = tmp_path / "run"
     argv = [a for a in train_args(colour_folder, run) if a not in ("--ema", "0.9")]
 
-    class Crash(Exception):
-        pass
-
-    commit = resume.commit
-
-    def crash_after_epoch_2(run_dir, staged, state, *args):
-        commit(run_dir, staged, state, *args)
-        if state["epochs"] == 2:
-            raise Crash
-
-    monkeypatch.setattr(resume, "commit", crash_after_epoch_2)
+    crash_after(monkeypatch, lambda state: state["epochs"] == 2)
     with pytest.raises(Crash):
         main([*argv, "--epochs", "3", "--lookahead"])
     monkeypatch.undo()
