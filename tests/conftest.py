@@ -1,8 +1,10 @@
-"""Shared fixtures: synthetic colour data, a tiny trained Keras model, its conversions, image folders."""
+"""Shared fixtures: synthetic colour data, a tiny trained Keras model, its conversions, the shipped models, image
+folders; and the check that keeps Keras-built fixtures out of the `device` tests."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 COLOURS = ("red", "green", "blue")
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Fixtures that build their model with Keras: a `device` test that asks for one is skipped in the CI jobs' venvs
+# (the edge extra only), so it would pass there without having run; pytest_collection_modifyitems refuses it.
+KERAS_FIXTURES = ("tiny_keras_model", "converted")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a CI job (EDGECLF_JOB set), collection fails if a `device` test needs a Keras-built fixture."""
+    if not os.environ.get("EDGECLF_JOB"):
+        return  # the dev environment has Keras: those tests run there
+    offenders = []
+    for item in items:
+        # fixturenames is the closure: a fixture that itself asks for `converted` is caught too
+        keras_built = [name for name in KERAS_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if keras_built and item.get_closest_marker("device"):
+            offenders.append(f"{item.nodeid} (uses {', '.join(keras_built)})")
+    if offenders:
+        raise pytest.UsageError(
+            f"{len(offenders)} device test(s) build their model with Keras, which the {os.environ['EDGECLF_JOB']} "
+            "job's venv lacks, so they would be skipped silently; use the shipped_models fixture instead: "
+            + "; ".join(offenders)
+        )
 
 
 def colour_images(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +82,7 @@ def write_image_folder(root: Path, per_class: int = 12, size: int = 16, seed: in
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory):
     """A small CNN trained for a few seconds on colour_images; saved as .keras."""
-    # skipped, not an error, in .ci/edge-job's venv (the edge extra only), where the `device` tests run
+    # skipped where Keras is missing; a `device` test may not use it (pytest_collection_modifyitems): shipped_models
     keras = pytest.importorskip("keras", reason="builds its model with Keras (the train extra)")
 
     from edge_app import preprocess
@@ -106,6 +130,26 @@ def converted(tiny_keras_model, tmp_path_factory):
         )
         paths[name] = metadata.write_model(out / f"tiny_{name}.tflite", data, info)
     return paths
+
+
+@pytest.fixture(scope="session")
+def shipped_models(tmp_path_factory) -> dict[str, Path]:
+    """Copies of the shipped .tflite models and their .json sidecars, as installed (edge_app.shipped): {stem: path},
+    "default" for edge_app.shipped.DEFAULT_MODEL. The models the `device` tests use: no Keras needed to make them.
+    Copies, so that a test cannot change the files the package ships."""
+    from edge_app import metadata, shipped
+
+    if not shipped.DEFAULT_MODEL.is_file():  # they are package data: missing is a broken install, not a skip
+        pytest.fail(f"no shipped default model at {shipped.DEFAULT_MODEL}")
+    out = tmp_path_factory.mktemp("shipped")
+    models = {}
+    for model in sorted(shipped.MODELS_DIR.glob("*.tflite")):
+        models[model.stem] = Path(shutil.copy2(model, out / model.name))
+        sidecar = metadata.sidecar_path(model)
+        if sidecar.is_file():
+            shutil.copy2(sidecar, metadata.sidecar_path(models[model.stem]))
+    models["default"] = models[shipped.DEFAULT_MODEL.stem]
+    return models
 
 
 @pytest.fixture()

@@ -32,19 +32,19 @@ def broken_runtime(monkeypatch, error: BaseException) -> None:
 WRAPPER_ERROR = SystemError("<built-in method CreateWrapperFromFile of PyCapsule object> returned NULL without setting")
 
 
-def test_a_broken_runtime_is_skipped_with_one_line(converted, monkeypatch, caplog):
+def test_a_broken_runtime_is_skipped_with_one_line(shipped_models, monkeypatch, caplog):
     broken_runtime(monkeypatch, WRAPPER_ERROR)
-    interpreter, info = load_interpreter(converted["int8"])
+    interpreter, info = load_interpreter(shipped_models["default"])
     assert info.name == "ai_edge_litert" and interpreter.get_input_details()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "broken" in warnings[0] and "SystemError" in warnings[0], warnings
     assert "\n" not in warnings[0]
 
 
-def test_a_forced_broken_runtime_is_a_one_line_error(converted, monkeypatch):
+def test_a_forced_broken_runtime_is_a_one_line_error(shipped_models, monkeypatch):
     broken_runtime(monkeypatch, WRAPPER_ERROR)
     with pytest.raises(EdgeClfError) as exc:
-        load_interpreter(converted["int8"], runtime="broken")
+        load_interpreter(shipped_models["default"], runtime="broken")
     message = str(exc.value)
     assert "broken" in message and "SystemError" in message and "\n" not in message
     assert not isinstance(exc.value, ModelLoadError)  # the model is fine: the runtime is not
