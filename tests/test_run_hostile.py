@@ -148,7 +148,9 @@ def _cli(*argv: str) -> list[str]:
     return [sys.executable, "-m", "edge_app", "--model", str(MODEL), "--no-display", *argv]
 
 
-CLI_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+# no PYTHONPATH: the child runs the edge_app this interpreter has installed (the wheel, in the CI jobs, whose
+# PYTHONSAFEPATH also keeps the cwd off sys.path; the editable install here)
+CLI_ENV = dict(os.environ)
 
 
 def _run_cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
