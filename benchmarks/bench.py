@@ -20,7 +20,7 @@ from benchmarks import device
 from benchmarks.data import evaluation_set, limit
 from benchmarks.probe import frame_640x480
 from benchmarks.report import ordered
-from benchmarks.stats import interleaved, summarize
+from benchmarks.stats import Settled, interleaved, summarize
 from edge_app import metrics, preprocess
 from edge_app.classifier import FOREIGN, Classifier
 from edge_app.errors import EdgeClfError
@@ -30,7 +30,9 @@ from edge_app.quantmodes import MODES, REFERENCE
 
 @dataclass(frozen=True)
 class Mode:
-    """How long to measure: `quick` takes seconds (tests, CI), `full` about a minute per model."""
+    """How long to measure: `quick` takes about 2 s per variant (tests, CI), `full` about a minute per model.
+
+    `rounds` blocks per variant, each after a warm-up until its timings settle (at most `warmup_s`)."""
 
     invoke_s: float
     invoke_n: int
@@ -38,10 +40,15 @@ class Mode:
     frame_n: int
     eval_limit: int | None
     probe_frames: int
+    rounds: int
+    warmup_s: float
 
 
-QUICK = Mode(invoke_s=0.3, invoke_n=40, frame_s=0.3, frame_n=20, eval_limit=300, probe_frames=5)
-FULL = Mode(invoke_s=15.0, invoke_n=300, frame_s=10.0, frame_n=200, eval_limit=None, probe_frames=50)
+# quick: 3 blocks, not 5, so each block is long enough to run warm (its warm-up costs time too)
+QUICK = Mode(invoke_s=0.3, invoke_n=40, frame_s=0.3, frame_n=20, eval_limit=300, probe_frames=5, rounds=3, warmup_s=0.1)
+FULL = Mode(
+    invoke_s=15.0, invoke_n=300, frame_s=10.0, frame_n=200, eval_limit=None, probe_frames=50, rounds=5, warmup_s=0.5
+)
 
 
 @dataclass(frozen=True)
@@ -141,10 +148,26 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
                 clf = Classifier(model, config.labels, runtime=runtime, threads=threads)
                 variants[f"{model.name}|{clf.runtime}|{threads}"] = (model, runtime, threads, clf)
     print(f"benchmarking {len(variants)} variant(s) on {info['cpu']} ({info['cores']} cores)", file=log)
-    invoke = interleaved({k: _invoke_task(v[3]) for k, v in variants.items()}, mode.invoke_s, mode.invoke_n)
+    invoke_warm: dict[str, list[Settled]] = {}
+    frame_warm: dict[str, list[Settled]] = {}
+    invoke = interleaved(
+        {k: _invoke_task(v[3]) for k, v in variants.items()},
+        mode.invoke_s,
+        mode.invoke_n,
+        mode.rounds,
+        mode.warmup_s,
+        invoke_warm,
+    )
     frame = frame_640x480()
     steps = {k: FrameStep(v[3]) for k, v in variants.items()}
-    frames = interleaved({k: (lambda s=s: s(frame)) for k, s in steps.items()}, mode.frame_s, mode.frame_n)
+    frames = interleaved(
+        {k: (lambda s=s: s(frame)) for k, s in steps.items()},
+        mode.frame_s,
+        mode.frame_n,
+        mode.rounds,
+        mode.warmup_s,
+        frame_warm,
+    )
     accuracy = _accuracy(config, variants, mode)
     rows = []
     for key, (model, runtime, threads, clf) in variants.items():
@@ -163,7 +186,9 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
             **accuracy.get(str(model), {}),
             "bytes": model.stat().st_size,
             **_probe(model, runtime, threads, mode.probe_frames, labels=config.labels),
+            "warmup": _warmup_record(invoke_warm.get(key, []), frame_warm.get(key, [])),
         }
+        row["flags"] = row_flags(row)
         rows.append(row)
     rows = ordered(rows)
     _add_ratios(rows)
@@ -175,6 +200,30 @@ def run(config: BenchConfig, log: Any = sys.stderr) -> dict[str, Any]:
     }
     report["reference"] = _reference(config, rows, mode, log)
     return report
+
+
+def _warmup_record(invoke: list[Settled], frame: list[Settled]) -> dict[str, Any]:
+    """Warm-up calls before each timed block, and how many blocks a cap started before the timings settled."""
+    return {
+        "invoke_calls": [w.calls for w in invoke],
+        "frame_calls": [w.calls for w in frame],
+        "unsettled_blocks": sum(not w.settled for w in invoke + frame),
+    }
+
+
+def row_flags(row: dict[str, Any]) -> list[str]:
+    """What makes a row's timings suspect.
+
+    frame_below_invoke: a frame runs preprocessing, invoke and post-processing, so its p50 below the invoke p50
+    means one of the two was measured cold or unsettled. warmup_capped: a block began before its warm-up
+    settled (a loaded machine, or a model whose timings drift)."""
+    flags = []
+    inv, fr = (row.get("invoke_ms") or {}).get("p50"), (row.get("frame_ms") or {}).get("p50")
+    if inv is not None and fr is not None and fr < inv:
+        flags.append("frame_below_invoke")
+    if (row.get("warmup") or {}).get("unsettled_blocks"):
+        flags.append("warmup_capped")
+    return flags
 
 
 def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict[str, dict[str, Any]]:

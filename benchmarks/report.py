@@ -64,6 +64,23 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+FLAG_NOTES = {
+    "frame_below_invoke": "frame p50 {frame:.3f} ms below invoke p50 {invoke:.3f} ms (a frame includes an invoke: "
+    "one of them was measured cold or unsettled)",
+    "warmup_capped": "a timed block began before its warm-up settled (a loaded machine, or timings that drift)",
+}
+
+
+def _flag_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per flagged row (⚠ in the table), saying why its timings are suspect."""
+    notes = []
+    for r in rows:
+        for flag in r.get("flags") or []:
+            text = FLAG_NOTES.get(flag, flag).format(invoke=r["invoke_ms"]["p50"], frame=r["frame_ms"]["p50"])
+            notes.append(f"- ⚠ {Path(r['model']).name} (threads {r['threads']}, {r['runtime']}): {text}.")
+    return ["", "Timings to distrust (rerun without `--quick`, on an idle machine):", "", *notes] if notes else []
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     d = report["device"]
     lines = [
@@ -86,13 +103,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in report["rows"]:
         inv, fr = r["invoke_ms"], r["frame_ms"]
         lines.append(
-            f"| {Path(r['model']).name} | {r['quantization']} | {r['runtime']} | {r['threads']} | "
+            f"| {Path(r['model']).name}{' ⚠' if r.get('flags') else ''} | {r['quantization']} | {r['runtime']} | "
+            f"{r['threads']} | "
             f"{_f(inv['p50'], 3)} / {_f(inv['p90'], 3)} / {_f(inv['p99'], 3)} | {_f(fr['p50'], 3)} / "
             f"{_f(fr['p90'], 3)} | {_f(r['fps'], 1)} | {_f(r.get('top1'), pct=True)} | "
             f"{_f(r.get('top5'), pct=True)} | {_f(r.get('macro_f1'), 4)} | "
             f"{_f(r.get('agreement_vs_float32'), pct=True)} | "
             f"{r['bytes']:,} | {_f(r['rss_mb'], 1)} | {_f(r['cold_start_s'], 2)} |"
         )
+    lines += _flag_notes(report["rows"])
     ratio_rows = [r for r in report["rows"] if "vs_float32" in r and r["quantization"] != REFERENCE]
     if ratio_rows:
         lines += [

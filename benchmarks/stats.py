@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,17 +63,65 @@ def time_block(fn: Callable[[], Any], samples: Samples, min_seconds: float, min_
             return
 
 
+@dataclass(frozen=True)
+class Settled:
+    """How one warm-up went: calls made, whether the timings settled (else a cap stopped it), last median."""
+
+    calls: int
+    settled: bool
+    median_ms: float
+
+
+def settle(
+    fn: Callable[[], Any],
+    window: int = 5,
+    tolerance: float = 0.05,
+    max_calls: int = 1000,
+    max_seconds: float = 0.5,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Settled:
+    """Call `fn` until the median of its last `window` call times is within `tolerance` of the median of the
+    `window` before, or a cap (calls, seconds) is reached.
+
+    A fixed number of warm-up calls is too few for a model whose first calls pack weights or whose caches were
+    just evicted by another variant, and wasted on one that is warm after two calls."""
+    times: list[int] = []
+    start = clock()
+    while True:
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+        if len(times) >= 2 * window:
+            last = statistics.median(times[-window:])
+            before = statistics.median(times[-2 * window : -window])
+            if abs(last - before) <= tolerance * before:
+                return Settled(len(times), True, last / 1e6)
+        if len(times) >= max_calls or clock() - start >= max_seconds * 1e9:
+            return Settled(len(times), False, statistics.median(times[-window:]) / 1e6)
+
+
 def interleaved(
-    tasks: dict[str, Callable[[], Any]], min_seconds: float, min_count: int, rounds: int = 5, warmup: int = 5
+    tasks: dict[str, Callable[[], Any]],
+    min_seconds: float,
+    min_count: int,
+    rounds: int = 5,
+    warmup_s: float = 0.5,
+    settle_log: dict[str, list[Settled]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Time every task in turns (A, B, A, B, ...) so machine noise hits all of them alike; ms per call."""
-    for fn in tasks.values():
-        for _ in range(warmup):
-            fn()
+    """Time every task in turns (A, B, A, B, ...) so machine noise hits all of them alike; ms per call.
+
+    Each block starts with a warm-up of its task until its timings settle (at most `warmup_s`): the block
+    before ran another model, whose weights and activations pushed this one's out of the caches, and
+    timing its first calls made short blocks (quick mode) read slower than the same model in long ones.
+    `warmup_s=0` times cold. `settle_log`, when given, receives each task's warm-ups, one per block."""
     samples = {name: Samples() for name in tasks}
     per_round_s = min_seconds / rounds
     per_round_n = math.ceil(min_count / rounds)
     for _ in range(rounds):
         for name, fn in tasks.items():
+            if warmup_s > 0:
+                warm = settle(fn, max_seconds=warmup_s)
+                if settle_log is not None:
+                    settle_log.setdefault(name, []).append(warm)
             time_block(fn, samples[name], per_round_s, per_round_n)
     return {name: s.ms() for name, s in samples.items()}
