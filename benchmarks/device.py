@@ -1,31 +1,23 @@
-"""The machine a benchmark ran on: CPU, cores, OS, Python, numpy, and on a Pi its model,
-temperature and throttling flags."""
+"""The machine a benchmark ran on: CPU, its int8-relevant features (edge_app.cpuinfo), cores, OS, Python,
+numpy, and on a Pi its model, temperature and throttling flags."""
 
 from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from edge_app import cpuinfo
+from edge_app.cpuinfo import throttled
 from edge_app.picamera import pi_model
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (x86 'model name', Arm 'Model' / 'Hardware'), else platform's."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return platform.processor() or platform.machine()
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        for line in text.splitlines():
-            if line.split(":")[0].strip() == key and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    """The CPU model (x86 'model name', an Arm core's name from its part number), else platform's."""
+    return cpuinfo.describe().model or "unknown"
 
 
 def cpu_temperature() -> float | None:
@@ -36,29 +28,20 @@ def cpu_temperature() -> float | None:
         return None
 
 
-def throttled() -> str | None:
-    """`vcgencmd get_throttled` on a Pi (0x0 = never throttled), else None."""
-    if shutil.which("vcgencmd") is None:
-        return None
-    try:
-        out = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().split("=")[-1] or None
-
-
 def thermal_state() -> dict[str, Any]:
     """Temperature and throttling now (taken before and after a benchmark)."""
     return {"cpu_temp_c": cpu_temperature(), "throttled": throttled()}
 
 
 def describe() -> dict[str, Any]:
-    """Everything that identifies the machine and software a number was measured on."""
+    """Everything that identifies the machine and software a number was measured on, with the CPU features
+    that decide whether int8 is faster than float32 there."""
     import numpy
 
+    cpu = cpuinfo.describe()
     return {
         "machine": platform.machine(),
-        "cpu": cpu_name(),
+        **cpu.to_dict(),  # cpu, max_mhz, cpu_features, int8_dot_product
         "cores": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),
