@@ -81,6 +81,26 @@ def _flag_notes(rows: list[dict[str, Any]]) -> list[str]:
     return ["", "Timings to distrust (rerun without `--quick`, on an idle machine):", "", *notes] if notes else []
 
 
+DOT_PRODUCT = {
+    True: "yes (VNNI on x86, SDOT/UDOT on Arm: int8 can run well ahead of float32)",
+    False: "no (int8 gains come only from smaller data; it may be no faster than float32)",
+    None: "unknown (the kernel lists no CPU features)",
+}
+
+
+def cpu_line(device: dict[str, Any]) -> str:
+    """Top frequency, the int8-relevant features and the dot-product verdict; reports from before these were
+    recorded (no `cpu_features` key) say so instead of guessing."""
+    if "cpu_features" not in device:
+        return "max MHz, features and int8 dot-product not recorded (report made before edgeclf recorded them)"
+    mhz = device.get("max_mhz")
+    features = " ".join(device["cpu_features"]) or "none of the int8-relevant ones"
+    return (
+        f"{'max MHz not readable' if mhz is None else f'{mhz:.0f} MHz'}; features: {features}; "
+        f"int8 dot-product: {DOT_PRODUCT[device.get('int8_dot_product')]}"
+    )
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     d = report["device"]
     lines = [
@@ -88,6 +108,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Device: {d['cpu']}, {d['cores']} cores, {d['machine']}, {d['os']}"
         + (f", {d['pi_model']}" if d.get("pi_model") else ""),
+        f"- CPU: {cpu_line(d)}",
         f"- Python {d['python']}, numpy {d['numpy']}; mode `{report['mode']}`",
         f"- Thermal before / after: {report['thermal']['before']} / {report['thermal']['after']}",
         "",
