@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import bench, device, report
+from benchmarks import bench, device, recommend, report
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
 from edge_app.runtime import RUNTIMES
@@ -34,6 +34,16 @@ def _runtimes(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"runtimes must be from {', '.join(RUNTIMES)}")
     return names
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("the budget must be more than 0 ms")
+    return value
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -70,6 +80,27 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar=("A.json", "B.json"),
         help="print two report.json files side by side and exit",
     )
+    parser.add_argument(
+        "--recommend",
+        action="store_true",
+        help="after measuring, rank the variants for this device: most accurate first (top-1 on --data when "
+        "given, else the test_accuracy in each model's metadata; the output says which), then the smaller file, "
+        "then the faster frame; prints the `edgeclf run` line to use",
+    )
+    parser.add_argument(
+        "--budget-ms",
+        type=_budget,
+        metavar="MS",
+        help="with --recommend: only variants whose 640x480 frame p50 is at most MS (default: no budget); "
+        "exit 1 when none is",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_report",
+        type=Path,
+        metavar="REPORT.json",
+        help="with --recommend: rank the rows of a saved report.json instead of measuring",
+    )
     return parser
 
 
@@ -78,6 +109,17 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the benchmark and write its report, or compare two reports."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    if args.budget_ms is not None and not args.recommend:
+        parser.error("--budget-ms needs --recommend")
+    if args.from_report is not None:
+        if not args.recommend:
+            parser.error("--from needs --recommend")
+        if args.models or args.data or args.compare or args.out:
+            parser.error("--from ranks a saved report: it takes no models, --data, --compare or --out")
+        print(recommend.advice(report.load(args.from_report), args.budget_ms))
+        return 0
+    if args.recommend and args.compare:
+        parser.error("--recommend ranks one report: use it with --from, not --compare")
     if args.compare:
         a, b = (report.load(p) for p in args.compare)
         print(report.compare(a, b, (args.compare[0].parent.name or "A", args.compare[1].parent.name or "B")))
@@ -106,8 +148,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         labels=args.labels,
     )
     result = bench.run(config)
+    report.explain(result)
     out = args.out or RESULTS_DIR / f"{device.slug(result['device'])}-{datetime.date.today().isoformat()}"
     paths = report.write(result, out)
     print(report.to_markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    if args.recommend:
+        print(recommend.advice(result, args.budget_ms))  # nothing within the budget: EdgeClfError, exit 1
     return 0

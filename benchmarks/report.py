@@ -20,7 +20,7 @@ CSV_COLUMNS = (
     "invoke_ms.p50", "invoke_ms.p90", "invoke_ms.p99", "invoke_ms.mean", "invoke_ms.std", "invoke_ms.n",
     "frame_ms.p50", "frame_ms.p90", "frame_ms.p99", "fps",
     "top1", "top5", "macro_precision", "macro_recall", "macro_f1", "agreement_vs_float32", "bytes", "rss_mb",
-    "cold_start_s",
+    "cold_start_s", "vs_float32.not_faster",
 )  # fmt: skip
 
 
@@ -53,6 +53,41 @@ def _f(value: Any, digits: int = 2, pct: bool = False) -> str:
     if value is None:
         return "-"
     return f"{100 * value:.2f}%" if pct else f"{value:.{digits}f}"
+
+
+# Under this float32 invoke p50 a model has too little compute for int8 to save much against the fixed cost of
+# every call (quantizing the input, dequantizing the output, the interpreter's own dispatch).
+SMALL_MODEL_MS = 0.5
+NO_DOT_PRODUCT = "no int8 dot-product instructions"
+TOO_SMALL = "model too small to gain"
+UNEXPLAINED = "unexplained"
+
+
+def not_faster(row: dict[str, Any], device: dict[str, Any]) -> str | None:
+    """Why an int8 row is not faster than its float32 twin (invoke or frame speed-up <= 1), None when it is
+    faster or is no int8 row. Reads the device's `int8_dot_product` (True / False / None); a report from before
+    it was recorded lacks the key and counts as unknown."""
+    v = row.get("vs_float32")
+    if row.get("quantization") != "int8" or not v:
+        return None
+    if v["invoke_speedup"] > 1.0 and v["frame_speedup"] > 1.0:
+        return None
+    reasons = []
+    dot_product = device.get("int8_dot_product")
+    if dot_product is False:
+        reasons.append(NO_DOT_PRODUCT)
+    if v["invoke_speedup"] * row["invoke_ms"]["p50"] < SMALL_MODEL_MS:  # the float32 row's invoke p50
+        reasons.append(TOO_SMALL)
+    if reasons:
+        return "; ".join(reasons)
+    return UNEXPLAINED if dot_product is True else f"{UNEXPLAINED} (int8 dot-product support not recorded)"
+
+
+def explain(report: dict[str, Any]) -> None:
+    """Record `not_faster` (the reason, or None) in every row compared with float32, for report.json and .csv."""
+    for row in report["rows"]:
+        if "vs_float32" in row:
+            row["vs_float32"]["not_faster"] = not_faster(row, report["device"])
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -139,8 +174,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
             f"## Against {REFERENCE} (same architecture, runtime and threads)",
             "",
-            "| model | runtime | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| model | runtime | threads | invoke speed-up | frame speed-up | size | top-1 change | RSS "
+            "| int8 not faster because |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in ratio_rows:
             v = r["vs_float32"]
@@ -148,8 +184,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {Path(r['model']).name} | {r['runtime']} | {r['threads']} | x{v['invoke_speedup']:.2f} | "
                 f"x{v['frame_speedup']:.2f} | "
-                f"x{v['size_ratio']:.3f} | {delta} | x{v['rss_ratio']:.2f} |"
+                f"x{v['size_ratio']:.3f} | {delta} | x{v['rss_ratio']:.2f} | "
+                f"{not_faster(r, report['device']) or '-'} |"
             )
+        if any(not_faster(r, report["device"]) for r in ratio_rows):
+            lines += [
+                "",
+                "An int8 row is marked when its invoke or frame speed-up is x1.00 or less. int8 gains need the "
+                "CPU's int8 dot-product instructions (x86 VNNI, Arm `asimddp`; see the device line), and a model "
+                f"whose float32 invoke takes under {SMALL_MODEL_MS} ms has little compute to save against the "
+                "per-call overhead of quantizing its input and dequantizing its output.",
+            ]
     ref = report.get("reference", {})
     lines += ["", "## The tutorial's deployment as a reference", ""]
     if "row" in ref:
