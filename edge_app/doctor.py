@@ -57,6 +57,23 @@ def check_platform() -> list[Check]:
     return checks
 
 
+def check_cpu() -> list[Check]:
+    """The CPU line a benchmark report records (model, cores, MHz, int8 features); a warning on a throttled Pi."""
+    from edge_app import cpuinfo
+
+    detail = cpuinfo.describe().summary()
+    state = cpuinfo.throttled()
+    if state is None:
+        return [Check(OK, "cpu", detail)]
+    detail += f", throttled {state}"
+    if state == "0x0":
+        return [Check(OK, "cpu", detail)]
+    # vcgencmd's bits: 0x1 under-voltage, 0x2 frequency capped, 0x4 throttled, 0x8 soft temperature limit, now;
+    # the same shifted by 16 since boot. Either way the Pi ran below its clock, and so do timings taken there
+    fix = "use the official power supply and a heatsink or fan; benchmark after `vcgencmd get_throttled` says 0x0"
+    return [Check(WARN, "cpu", detail, fix)]
+
+
 def check_runtimes() -> list[Check]:
     import numpy
 
@@ -204,7 +221,12 @@ def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
     return checks
 
 
-CHECKS: tuple[Callable[[], list[Check]], ...] = (check_platform, check_runtimes, check_camera_and_display)
+CHECKS: tuple[Callable[[], list[Check]], ...] = (
+    check_platform,
+    check_cpu,
+    check_runtimes,
+    check_camera_and_display,
+)
 
 
 # --- `edgeclf doctor --unit`: a systemd unit for `edgeclf run`, filled in for this user, venv and folder ---------

@@ -68,6 +68,28 @@ def test_doctor_takes_labels_for_a_model_without_metadata(foreign_model, capsys)
     assert f"[ ok ] model: {foreign} loads" in out and "sample images classified" in out
 
 
+def test_doctor_prints_the_cpu_line_the_benchmark_report_records(monkeypatch, capsys):
+    """`[ ok ] cpu: <edge_app.cpuinfo summary>`; on a throttled Pi it warns, since timings there mean little."""
+    from edge_app import cpuinfo
+
+    data = ROOT / "tests" / "data" / "cpuinfo"
+    monkeypatch.setattr(cpuinfo, "CPUINFO", data / "pi4_64bit.txt")
+    monkeypatch.setattr(cpuinfo, "CPUFREQ_MAX", data / "absent")
+    monkeypatch.setattr(cpuinfo, "throttled", lambda: None)
+    (check,) = doctor.check_cpu()
+    assert check.line() == "[ ok ] cpu: Raspberry Pi 4 Model B Rev 1.4, Cortex-A72, 4 cores, asimd: int8 dot-product no"
+    monkeypatch.setattr(cpuinfo, "throttled", lambda: "0x50005")  # under-voltage and throttled now
+    (check,) = doctor.check_cpu()
+    assert check.status == "warn" and check.detail.endswith("int8 dot-product no, throttled 0x50005")
+    assert "power supply" in check.fix
+    monkeypatch.setattr(cpuinfo, "throttled", lambda: "0x0")
+    assert doctor.check_cpu()[0].status == "ok"
+    monkeypatch.undo()
+    doctor_main([])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("[ ok ] cpu: "))
+    assert line == f"[ ok ] cpu: {cpuinfo.describe().summary()}"
+
+
 # --- picamera2: present, recent enough (capture_arrays(wait=) timeouts, cancel_all_and_flush: 0.3.20) -----------
 
 
