@@ -63,6 +63,14 @@ def test_rank_by_accuracy_then_size_then_speed():
     assert all(c.accuracy_source == recommend.MEASURED for c in ranked)
 
 
+def test_an_accuracy_tie_goes_to_the_smaller_file_even_when_slower():
+    rows = [row("x_float32.tflite", 1.0, 400_000, 0.9, quant="float32"), row("x_int8.tflite", 2.0, 100_000, 0.9)]
+    assert names(recommend.rank(rows, None, accuracy_lookup=no_metadata)) == [
+        ("x_int8.tflite", 1),
+        ("x_float32.tflite", 1),
+    ]
+
+
 def test_budget_excludes_the_most_accurate():
     ranked = recommend.rank(ROWS, 2.0, accuracy_lookup=no_metadata)
     assert names(ranked) == [("small_int8.tflite", 1)]
@@ -196,22 +204,24 @@ def test_recommend_from_a_saved_report(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["--budget-ms", "5"],  # a budget without --recommend
-        ["--from", "x.json"],  # a saved report without --recommend
-        ["--recommend", "--budget-ms", "0"],
-        ["--recommend", "--budget-ms", "fast"],
-        ["--recommend", "--from", "x.json", "m.tflite"],  # models are measured, a saved report is not
-        ["--recommend", "--from", "x.json", "--data", "d"],
-        ["--recommend", "--compare", "a.json", "b.json"],
+        (["--budget-ms", "5"], "--budget-ms needs --recommend"),
+        (["--from", "x.json"], "--from needs --recommend"),
+        (["--recommend", "--budget-ms", "0"], "the budget must be more than 0 ms"),
+        (["--recommend", "--budget-ms", "nan"], "the budget must be more than 0 ms"),
+        (["--recommend", "--budget-ms", "fast"], "expected milliseconds, got 'fast'"),
+        # models and --data are measured; a saved report is not
+        (["--recommend", "--from", "x.json", "m.tflite"], "--from ranks a saved report: it takes no models"),
+        (["--recommend", "--from", "x.json", "--data", "d"], "--from ranks a saved report: it takes no models"),
+        (["--recommend", "--compare", "a.json", "b.json"], "--recommend ranks one report: use it with --from"),
     ],
 )
-def test_recommend_usage_errors(argv, capsys):
+def test_recommend_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         bench_main(argv)
     assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_recommend_from_a_missing_report(tmp_path, capsys):
