@@ -157,6 +157,8 @@ def parse(text: str, cpufreq_max_khz: str | None = None) -> CpuInfo:
         model = " + ".join(cores_named)
     model = model or other.get("Hardware") or other.get("cpu model") or None
 
+    # cpufreq's maximum where the kernel has it (a Pi, most bare metal); a VM has none, and its `cpu MHz` is the
+    # clock the hypervisor reports (the highest core's is taken), which is what its timings ran at
     khz = _float(cpufreq_max_khz.strip() if cpufreq_max_khz else None)
     mhz_lines = [m for b in blocks if (m := _float(b.get("cpu MHz"))) is not None]
     max_mhz = khz / 1000 if khz else (max(mhz_lines) if mhz_lines else None)
