@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.device import cpu_name, describe
-from edge_app import files, logs
+from edge_app import cpuinfo, files, logs
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.collector import MIB, CollectLimits, allocated
@@ -45,7 +45,6 @@ from edge_app.sources import Frame
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = MODELS_DIR / "resnet8_int8.tflite"
 WIDTH, HEIGHT = 160, 120
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")  # int8 speed
 
 
 def scenes(count: int = 8, seed: int = 0) -> list[np.ndarray]:
@@ -178,20 +177,6 @@ class Sampler:
         self.sample()
 
 
-def cpu_flags() -> list[str]:
-    """The int8-relevant instruction-set features the CPU reports (VNNI on x86, dot product on Arm)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            present = set(value.split())
-            return [flag for flag in ISA_FLAGS if flag in present]
-    return []
-
-
 def git_commit() -> str | None:
     """The checkout's commit, when this runs from one."""
     try:
@@ -272,7 +257,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "collected": summary.collected,
         "dropped": summary.dropped,
         "cpu": cpu_name(),
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": list(cpuinfo.describe().features),  # the int8-relevant ones
         "device": describe(),
         "runtime": {"name": clf.runtime.name, "version": clf.runtime.version},
         "model": args.model.name,
