@@ -44,8 +44,11 @@ class Mode:
     warmup_s: float
 
 
-# quick: 3 blocks, not 5, so each block is long enough to run warm (its warm-up costs time too)
-QUICK = Mode(invoke_s=0.3, invoke_n=40, frame_s=0.3, frame_n=20, eval_limit=300, probe_frames=5, rounds=3, warmup_s=0.1)
+# quick: 8 short blocks, each after its own warm-up, so a burst of load on a shared machine lands in one of many.
+# On a shared 2-core EPYC, 3 blocks of 0.1 s once put resnet8's frame ratio 21% off a full run's; with these,
+# 3 quick runs gave all 24 int8/float32 ratios within 10% of the full run's, at ~1.7 s per variant including
+# the probe process (benchmarks/results/x86_64-2core-2026-11-28-quick-check/)
+QUICK = Mode(invoke_s=0.4, invoke_n=40, frame_s=0.6, frame_n=20, eval_limit=300, probe_frames=5, rounds=8, warmup_s=0.2)
 FULL = Mode(
     invoke_s=15.0, invoke_n=300, frame_s=10.0, frame_n=200, eval_limit=None, probe_frames=50, rounds=5, warmup_s=0.5
 )

@@ -134,3 +134,18 @@ def test_quick_runs_end_to_end_with_flags_and_warmup_recorded(converted, tmp_pat
         assert all(n >= 1 for n in warm["invoke_calls"] + warm["frame_calls"])
         assert ("warmup_capped" in row["flags"]) == (warm["unsettled_blocks"] > 0)
         assert row["invoke_ms"]["n"] >= bench.QUICK.invoke_n
+
+
+def test_quick_check_pairs_and_agreement():
+    from benchmarks import quick_check
+
+    pairs = quick_check.shipped_pairs()
+    assert {f32.name.removesuffix("_float32.tflite") for f32, _ in pairs} >= {"airbench_whiten", "resnet8"}
+    assert all(i8.name == f32.name.replace("float32", "int8") for f32, i8 in pairs)
+    full = {"m_int8.tflite": {"invoke_speedup": 2.0, "frame_speedup": 1.0}}
+    quick = {"m_int8.tflite": {"invoke_speedup": 2.28, "frame_speedup": 0.84}}
+    got = {a["ratio"]: a for a in quick_check.agreement(quick, full, 0.15)}
+    assert got["invoke_speedup"]["ok"] and got["invoke_speedup"]["diff"] == pytest.approx(0.14)
+    assert not got["frame_speedup"]["ok"] and got["frame_speedup"]["diff"] == pytest.approx(-0.16)
+    missing = quick_check.agreement({}, full, 0.15)
+    assert len(missing) == 2 and not any(a["ok"] for a in missing)
