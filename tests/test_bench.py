@@ -89,7 +89,8 @@ def test_percentiles_on_known_inputs():
 
 def test_interleaving_gives_every_task_its_share():
     order = []
-    samples = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 0.0, 16, rounds=4, warmup_s=0)
+    tasks = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    samples = interleaved(tasks, 0.0, 16, rounds=4, warmup_s=0)
     assert len(samples["a"]) >= 16 and len(samples["b"]) >= 16
     switches = sum(1 for x, y in zip(order, order[1:]) if x != y)
     assert switches >= 7  # a...b...a...b...: turns, not one block each
