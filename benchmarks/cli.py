@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import bench, device, recommend, report
+from edge_app.argtypes import finite_float
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
 from edge_app.runtime import RUNTIMES
@@ -37,11 +38,8 @@ def _runtimes(text: str) -> list[str]:
 
 
 def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if not value > 0:  # also refuses nan
+    value = finite_float(text)  # no budget is the default, not inf
+    if value <= 0:
         raise argparse.ArgumentTypeError("the budget must be more than 0 ms")
     return value
 

@@ -218,8 +218,9 @@ def test_recommend_from_a_saved_report(tmp_path, capsys):
         (["--budget-ms", "5"], "--budget-ms needs --recommend"),
         (["--from", "x.json"], "--from needs --recommend"),
         (["--recommend", "--budget-ms", "0"], "the budget must be more than 0 ms"),
-        (["--recommend", "--budget-ms", "nan"], "the budget must be more than 0 ms"),
-        (["--recommend", "--budget-ms", "fast"], "expected milliseconds, got 'fast'"),
+        (["--recommend", "--budget-ms", "nan"], "expected a finite number, got 'nan'"),
+        (["--recommend", "--budget-ms", "inf"], "expected a finite number, got 'inf'"),
+        (["--recommend", "--budget-ms", "fast"], "expected a number, got 'fast'"),
         # models and --data are measured; a saved report is not
         (["--recommend", "--from", "x.json", "m.tflite"], "--from ranks a saved report: it takes no models"),
         (["--recommend", "--from", "x.json", "--data", "d"], "--from ranks a saved report: it takes no models"),
