@@ -10,14 +10,28 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPT = """
-import sys
+TWO_CPUS = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+TRAIN = """
+import sys
 from train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def on_two_cpus(code: str, tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh Python whose TensorFlow sees two logical CPU devices (set before it starts)."""
+    return subprocess.run(
+        [sys.executable, "-c", TWO_CPUS + code, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_mirrored_over_two_logical_cpus(colour_folder, tmp_path):
@@ -40,14 +54,7 @@ def test_mirrored_over_two_logical_cpus(colour_folder, tmp_path):
         "--out",
         str(run),
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
+    result = on_two_cpus(TRAIN, tmp_path, *argv)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 replicas, global batch 8, learning rate 0.004" in result.stderr
     config = json.loads((run / "run.json").read_text())["config"]
@@ -278,9 +285,6 @@ def test_malformed_tf_config_through_the_cli(colour_folder, tmp_path, monkeypatc
 LOOP_VS_FIT = """
 import json
 import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from train import multiworker
 
@@ -325,14 +329,7 @@ def test_custom_loop_matches_keras_fit(tmp_path):
     """The multi-worker loop, run here under a two-replica MirroredStrategy where Keras' fit works too,
     trains exactly like fit: same loss scaling, gradient averaging, metrics over an unevenly split
     validation batch, EMA swaps and the final EMA weights, initial_epoch and stop_training."""
-    result = subprocess.run(
-        [sys.executable, "-c", LOOP_VS_FIT],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
-    )
+    result = on_two_cpus(LOOP_VS_FIT, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.split("RESULT ", 1)[1])
     fit, loop = out["fit"], out["loop"]
@@ -368,3 +365,38 @@ def test_readme_cluster_commands_name_a_chief_and_a_worker():
         distribute.is_chief(SimpleNamespace(cluster_resolver=object()), {"TF_CONFIG": json.dumps(c)}) for c in configs
     ]
     assert chiefs == [True, False]
+
+
+DISTILL_LOSS = """
+import numpy as np
+import keras
+from keras.src.losses.losses import LossFunctionWrapper  # what compile() wraps a loss function in
+from train import distill
+
+n, batch = 3, 8
+rng = np.random.default_rng(0)
+labels = np.eye(n, dtype=np.float32)[rng.integers(0, n, batch)]
+teacher = rng.dirichlet(np.ones(n), batch).astype(np.float32)
+student = rng.dirichlet(np.ones(n), batch).astype(np.float32)
+y_true = np.concatenate([labels, teacher], axis=-1)
+loss = LossFunctionWrapper(distill.distillation_loss(n, 0.7, 4.0, 0.1))
+single = float(loss(y_true, student))
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    loss = LossFunctionWrapper(distill.distillation_loss(n, 0.7, 4.0, 0.1))
+data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((y_true, student)).batch(batch))
+for yt, yp in data:
+    total = float(strategy.reduce("SUM", strategy.run(loss, args=(yt, yp)), axis=None))
+print(f"{single:.6f} {total:.6f}")
+"""
+
+
+def test_distillation_loss_is_scaled_once_per_replica(tmp_path):
+    # Keras scales a reduced loss by 1 / replicas; the gradients are then summed over replicas. A loss
+    # that reduces its parts itself got the cross-entropy scaled and the teacher's KL term not (n times
+    # too heavy on n replicas).
+    result = on_two_cpus(DISTILL_LOSS, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    single, total = map(float, result.stdout.split()[-2:])
+    assert single > 0.1
+    assert abs(total - single) < 1e-4 * single, (single, total)

@@ -231,8 +231,8 @@ def train_model(
     # per-replica batch and learning rate scaled to the global batch (linear scaling rule)
     scaled = replace(config, batch_size=config.batch_size * n_rep, learning_rate=config.learning_rate * n_rep)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    x_train = preprocess.normalize(splits.train.images, spec)
-    x_val, y_val = preprocess.normalize(splits.val.images, spec), splits.val.labels
+    x_train = preprocess.normalize_rgb(splits.train.images, spec)
+    x_val, y_val = preprocess.normalize_rgb(splits.val.images, spec), splits.val.labels
     if n_rep > 1:  # replicas must get equal shares of every validation batch: drop at most n_rep - 1 images
         keep = len(x_val) - len(x_val) % n_rep
         x_val, y_val = x_val[:keep], y_val[:keep]
@@ -369,7 +369,7 @@ def train_model(
         print(f"batch norm recalibrated on {used} training images", file=sys.stderr)
     seconds = time.perf_counter() - start + (float(saved.state.get("seconds", 0.0)) if saved is not None else 0.0)
     epochs_run = len(history.get("loss", []))
-    x_test = preprocess.normalize(splits.test.images, spec)
+    x_test = preprocess.normalize_rgb(splits.test.images, spec)
     pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
     probs = _predict(model, strategy, np.concatenate([x_test, x_test[:pad]]), 256 * n_rep)[: len(x_test)]
     test = metrics.classification_report(probs, splits.test.labels, splits.classes)
