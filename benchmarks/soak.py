@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.device import cpu_name, describe
-from edge_app import cpuinfo, files, logs
+from benchmarks.device import describe
+from edge_app import files, logs
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
 from edge_app.collector import MIB, CollectLimits, allocated
@@ -247,6 +247,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     base, deviation = drift(rows, args.warmup)
     cap = args.collect_max_mb * MIB
     collect_max = max(row["collect_mb"] for row in rows)
+    device = describe()  # /proc/cpuinfo read once: the summary's cpu and flags are its fields
     return {
         "frames": summary.frames,
         "seconds": round(summary.seconds, 2),
@@ -256,9 +257,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "json_lines": sink.lines,
         "collected": summary.collected,
         "dropped": summary.dropped,
-        "cpu": cpu_name(),
-        "cpu_flags": list(cpuinfo.describe().features),  # the int8-relevant ones
-        "device": describe(),
+        "cpu": device["cpu"] or "unknown",
+        "cpu_flags": device["cpu_features"],  # the int8-relevant ones
+        "device": device,
         "runtime": {"name": clf.runtime.name, "version": clf.runtime.version},
         "model": args.model.name,
         "threads": args.threads or os.cpu_count(),
