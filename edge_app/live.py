@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from edge_app.overlay import VideoSink, Window, annotate
 from edge_app.results import frame_json, shown_label
 from edge_app.sources import Frame
 from edge_app.timings import Timings
+
+if TYPE_CHECKING:
+    from edge_app.mqttpublish import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ class Summary:
     collected: int = 0
     skipped: int = 0  # unreadable frames of a damaged video, unreadable images
     reason: str = "end of source"
+    mqtt_reconnects: int | None = None  # None: no --mqtt
+    mqtt_dropped: int | None = None  # events and snapshots dropped while the broker was away and the queue full
 
     def add_frame(self, infer_ms: float) -> None:
         """Count one classified frame and its inference time."""
@@ -115,6 +120,11 @@ class Summary:
             f"{self.dropped} stale frames dropped, {self.reconnects} reconnects"
             + (f", {self.skipped} unreadable frames skipped" if self.skipped else "")
             + (f", {self.collected} frames collected" if self.collected else "")
+            + (
+                f", mqtt: {self.mqtt_reconnects} reconnects, {self.mqtt_dropped} messages dropped"
+                if self.mqtt_reconnects is not None
+                else ""
+            )
         )
 
 
@@ -185,15 +195,18 @@ def run_live(
     out: TextIO | None = None,
     stop: StopFlag | None = None,
     notifier: Notifier | None = None,
+    publisher: Publisher | None = None,
 ) -> Summary:
     """Classify frames until the source ends, a bound is reached, or a signal / q key stops the run.
 
     `stop`: a StopFlag the caller already holds (it then also covered opening the source).
     `notifier`: systemd's notify socket (from the environment when None): READY=1 after the first
-    frame, WATCHDOG=1 only while frames are classified, STOPPING=1 at the end."""
+    frame, WATCHDOG=1 only while frames are classified, STOPPING=1 at the end.
+    `publisher`: MQTT (--mqtt) gets each smoothed result; it only queues, so the loop never waits for a broker.
+    The caller closes it."""
     if stop is None:
         with StopFlag() as own:
-            return run_live(clf, grabber, options, out, own, notifier)
+            return run_live(clf, grabber, options, out, own, notifier, publisher)
     notifier = notifier or Notifier()
     out = out or sys.stdout
     summary = Summary()
@@ -238,6 +251,8 @@ def run_live(
             if options.json_lines and (label != printed_label or now - printed_at >= options.json_every):
                 print(_record(frame, result, fps), file=out, flush=True)
                 printed_label, printed_at = label, now
+            if publisher is not None:
+                publisher.frame(result, frame.timestamp, frame.origin, frame.image)
             if window or sink:
                 shown = annotate(frame.image, top, uncertain, infer_ms, fps)
                 if sink:

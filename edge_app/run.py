@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_app import cameraopts, logs, notify
+from edge_app import cameraopts, logs, mqttopts, notify
 from edge_app.argtypes import finite_float, rgb_triple
 from edge_app.capture import Grabber
 from edge_app.classifier import Classifier
@@ -91,6 +91,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, help="stop after N classified frames")
     parser.add_argument("--duration", type=finite_float, help="stop after S seconds")
     cameraopts.add_arguments(parser)
+    mqttopts.add_arguments(parser)
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
     parser.add_argument(
@@ -116,6 +117,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if failed:
             parser.error(message)
     args.camera = cameraopts.settings(parser, args)
+    args.mqtt_settings = mqttopts.settings(parser, args)  # a bad broker URL: one line, exit 1
 
 
 @guarded
@@ -127,8 +129,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     logged as one (priority 3 in the journal)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    logs.setup(args.verbose)  # before _check: --mqtt-optional warns about a bad URL through the log
     _check(parser, args)
-    logs.setup(args.verbose)
     try:
         with StopFlag() as stop:
             summary, name = _run(args, stop)
@@ -174,7 +176,19 @@ def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
         collect_limits=CollectLimits(args.collect_every, args.collect_max_mb, args.collect_min_free_mb),
         json_every=args.json_every if args.json_every is not None else (1.0 if source.live else 0.0),
     )
-    give_up = notify.give_up_after(args.source, args.camera.stall_timeout, args.retries)
-    grabber = Grabber(source, retries=args.retries, give_up_after=give_up)
-    grabber.start(stop.event)  # opens in its thread; a signal ends the wait
-    return run_live(clf, grabber, options, stop=stop), source.name
+    publisher = None
+    if args.mqtt_settings is not None:  # before the camera opens: a broker that cannot be used ends the run here
+        from edge_app.mqttpublish import Publisher
+
+        publisher = Publisher(args.mqtt_settings).start(clf.path.name, clf.labels, stop.event)
+    try:
+        give_up = notify.give_up_after(args.source, args.camera.stall_timeout, args.retries)
+        grabber = Grabber(source, retries=args.retries, give_up_after=give_up)
+        grabber.start(stop.event)  # opens in its thread; a signal ends the wait
+        summary = run_live(clf, grabber, options, stop=stop, publisher=publisher)
+    finally:
+        if publisher is not None:
+            publisher.close()  # 'offline' and DISCONNECT, also after an error (bounded: 2 s)
+    if publisher is not None:
+        summary.mqtt_reconnects, summary.mqtt_dropped = publisher.reconnects, publisher.drops
+    return summary, source.name

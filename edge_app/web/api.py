@@ -29,6 +29,8 @@ def predict_upload(ctx: WebContext, data: bytes, filename: str | None) -> dict[s
         added = ctx.history.add(
             image, "upload", shown["label"], result.top[0][1], shown["top"], ctx.model_name, original
         )
+    if ctx.config.on_upload is not None:
+        ctx.config.on_upload(shown["label"], float(result.top[0][1]), shown["top"])
     return {"id": added.id, **shown, "model": ctx.model_name, "thumb": added.thumb}
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_app.web.uploads import MAX_PIXELS
 
@@ -23,6 +24,8 @@ class WebConfig:
     per_page: int = 20
     allowed_hosts: frozenset[str] | None = None  # None: any Host header (a token guards non-loopback binds)
     max_viewers: int = 2  # MJPEG streams at once: each holds a request thread for as long as it is watched
+    # told of each classified upload: label, top score, top-k (serve --mqtt publishes it as an event)
+    on_upload: Callable[[str, float, list[dict[str, Any]]], None] | None = None
 
 
 @dataclass(frozen=True)

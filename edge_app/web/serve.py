@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_app import cameraopts, logs, malloc, notify
+from edge_app import cameraopts, logs, malloc, mqttopts, notify
 from edge_app.argtypes import finite_float
 from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
+from edge_app.mqttopts import MqttSettings
 from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
@@ -31,6 +32,9 @@ from edge_app.web.config import WebConfig
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.store import History
 from edge_app.web.uploads import MAX_PIXELS
+
+if TYPE_CHECKING:
+    from edge_app.mqttpublish import Publisher
 
 log = logging.getLogger("edge_app.web.serve")  # not __name__: that is "__main__" under `python -m`
 
@@ -43,6 +47,7 @@ SIGNAL_GRACE = 1.0  # s that requests in flight get after a signal (waitress's o
 # seen only when select() returns: with waitress's default 1 s that delayed a stop by a second (1 run in 3)
 LOOP_TIMEOUT = 0.2
 MiB = 1024 * 1024
+LIVE_POLL = 0.2  # s between looks at the live feed's newest result for MQTT (its state goes out at most 1/s)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class ServeConfig:
     source: str | None = None
     camera: CameraSettings = CameraSettings()
     retries: int = 5
+    mqtt: MqttSettings | None = None  # None: no --mqtt
 
 
 def default_db() -> Path:
@@ -144,6 +150,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=list(RUNTIMES), help="force a TFLite runtime")
     camera = parser.add_argument_group("camera (with --source)")
     cameraopts.add_arguments(camera)
+    mqttopts.add_arguments(parser)
     return parser
 
 
@@ -226,6 +233,7 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
         source=args.source,
         camera=camera,
         retries=args.retries,
+        mqtt=mqttopts.settings(parser, args, environ),  # a bad broker URL: one line, exit 1
     )
 
 
@@ -233,15 +241,19 @@ def make_app(
     config: ServeConfig,
     notifier: notify.Notifier | None = None,
     on_give_up: Callable[[str], None] | None = None,
+    publisher: Publisher | None = None,
 ) -> tuple[Any, LiveFeed | None, str | None]:
     """The WSGI app, the live feed (or None) and the token in force.
 
-    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good."""
+    `notifier` is fed by the live feed's frames; `on_give_up` is called when its camera failed for good;
+    `publisher` (--mqtt) connects once the model is loaded and hears of every upload (the caller closes it)."""
     token = config.token
     if token is None and not is_loopback(config.host):
         token = secrets.token_urlsafe(18)
         log.log(logs.NOTICE, "binding %s: requests need the token %s", config.host, token)
     clf = Classifier(config.model or default_model(), config.labels, config.runtime)
+    if publisher is not None:  # before the camera opens: a broker that cannot be used stops the start here
+        publisher.start(clf.path.name, clf.labels)
     shared = SharedClassifier(clf, config.top_k, config.threshold)
     history = History(config.db or default_db(), max_live_rows=config.history_max_live)
     feed = None
@@ -258,6 +270,7 @@ def make_app(
         max_pixels=config.max_pixels,
         allowed_hosts=LOOPBACK_NAMES if is_loopback(config.host) else None,  # DNS rebinding
         max_viewers=config.max_viewers,
+        on_upload=None if publisher is None else publisher.upload,
     )
     return create_app(shared, history, web, feed), feed, token
 
@@ -306,8 +319,21 @@ def _serve(waitress: Any, config: ServeConfig, running: dict[str, Any]) -> int:
     """Build the app, serve until a signal, shut down cleanly; 0, 128 + the signal's number, or 1 when the
     live source gave up."""
     malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
+    publisher = None
+    if config.mqtt is not None:
+        from edge_app.mqttpublish import Publisher
+
+        publisher = Publisher(config.mqtt)
+    try:
+        return _serve_with(waitress, config, running, publisher)
+    finally:
+        if publisher is not None:
+            publisher.close()  # 'offline' and DISCONNECT (bounded: 2 s)
+
+
+def _serve_with(waitress: Any, config: ServeConfig, running: dict[str, Any], publisher: Publisher | None) -> int:
     notifier = notify.Notifier()
-    app, feed, _token = make_app(config, notifier, partial(_give_up, running))
+    app, feed, _token = make_app(config, notifier, partial(_give_up, running), publisher)
     running["feed"] = feed
     try:
         server = waitress.create_server(
@@ -326,6 +352,9 @@ def _serve(waitress: Any, config: ServeConfig, running: dict[str, Any]) -> int:
     bound_shutdown(server, SIGNAL_GRACE)
     host = f"[{config.host}]" if ":" in config.host else config.host
     heartbeat = threading.Event()
+    if feed is not None and publisher is not None:
+        live = partial(_publish_live, feed, publisher, heartbeat)
+        threading.Thread(target=live, name="edgeclf-mqtt-live", daemon=True).start()
     if feed is None:  # no frames to wait for: ready once listening, and alive while the server runs
         notifier.send("READY=1\nSTATUS=serving")
         if notifier.interval:
@@ -356,6 +385,18 @@ def _heartbeat(notifier: notify.Notifier, stop: threading.Event) -> None:
     """WATCHDOG=1 every half watchdog period until `stop`: serve without a camera has no frames to count."""
     while not stop.wait(notifier.interval):
         notifier.send("WATCHDOG=1")
+
+
+def _publish_live(feed: LiveFeed, publisher: Publisher, stop: threading.Event) -> None:
+    """Hand the live feed's newest result to MQTT every LIVE_POLL s until `stop` (the feed's own loop is
+    left alone: the publisher debounces the state, and a look 5 times a second sees every label that lasts)."""
+    seen = 0
+    while not stop.wait(LIVE_POLL):
+        frames, result = feed.frames, feed.result
+        if result is None or frames == seen:
+            continue
+        seen = frames
+        publisher.frame(result, time.time(), feed.source.name, lambda: feed.jpeg)
 
 
 def _give_up(running: dict[str, Any], reason: str) -> None:
