@@ -18,8 +18,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import NoReturn
 
+from edge_app import mqttopts
 from edge_app.cli import guarded
-from edge_app.errors import EdgeClfError
+from edge_app.errors import EdgeClfError, MissingDependencyError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -221,6 +222,34 @@ def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
     return checks
 
 
+def check_mqtt(settings: mqttopts.MqttSettings) -> list[Check]:
+    """Connect to the broker as `run --mqtt` would (without a will, publishing nothing), and list the topics."""
+    from edge_app import hadiscovery
+    from edge_app.mqtt import MqttLink
+
+    try:
+        link = MqttLink(settings, will=False, client_id=f"edgeclf-doctor-{os.getpid()}")
+    except MissingDependencyError as exc:
+        return [Check(FAIL, "mqtt", str(exc), "pip install 'edgeclf[mqtt]'")]
+    try:
+        link.start()
+    except EdgeClfError as exc:
+        fix = "check the URL, that the broker runs and listens there, the user and password, and --mqtt-ca for mqtts"
+        return [Check(FAIL, "mqtt", str(exc).removeprefix("mqtt: "), fix)]
+    link.close()
+    node = settings.node_id
+    topics = ", ".join(settings.topic(name) for name in ("availability", "state", "event", "snapshot"))
+    discovery = ", ".join(
+        [hadiscovery.config_topic(component, node, object_id) for component, object_id in
+         (("sensor", "label"), ("sensor", "score"), ("binary_sensor", "label_<LABEL>"), ("camera", "snapshot"))]
+    )  # fmt: skip
+    return [
+        Check(OK, "mqtt", f"connected to {settings.url}" + (" (TLS)" if settings.tls else "")),
+        Check(OK, "mqtt topics", topics),
+        Check(OK, "home assistant", f"with --ha-discovery: {discovery}"),
+    ]
+
+
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_platform,
     check_cpu,
@@ -268,7 +297,10 @@ def _run_options(argv: Sequence[str]) -> argparse.Namespace:
 
     parser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
-    _check(parser, args)
+    try:
+        _check(parser, args)
+    except EdgeClfError as exc:  # a broker URL that cannot be used
+        raise UnitError(f"edgeclf run: {exc}") from None
     return args
 
 
@@ -299,9 +331,14 @@ def systemd_unit(run_argv: Sequence[str], user: str, venv: Path, workdir: Path, 
         "[Unit]",
         "Description=edgeclf live image classification (headless)",
     ]
-    if args.source is not None and URL.match(args.source):
+    network = [
+        what
+        for what, used in (("the source is a stream", args.source and URL.match(args.source)), ("--mqtt", args.mqtt))
+        if used
+    ]
+    if network:
         lines += [
-            "# the source is a stream: start once the network is up",
+            f"# {' and '.join(network)}: start once the network is up",
             "After=network-online.target",
             "Wants=network-online.target",
         ]
@@ -359,6 +396,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--labels", type=Path, help="labels file for --model (one per line or 'index label'); overrides metadata"
     )
     _add_unit_options(parser.add_argument_group("systemd unit (--unit [--user U] [--venv DIR] [--workdir DIR] ...)"))
+    mqttopts.add_arguments(parser, publishing=False)
     return parser
 
 
@@ -413,7 +451,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.user or args.venv or args.workdir:
         parser.error("--user, --venv and --workdir go with --unit")
+    mqtt = mqttopts.settings(parser, args)  # a bad URL: one line, exit 1
     results = [c for check in CHECKS for c in check()] + check_model(args.model, args.labels)
+    if mqtt is not None:
+        results += check_mqtt(mqtt)
     for result in results:
         print(result.line())
     failed = [r for r in results if r.status == FAIL]
