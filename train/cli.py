@@ -10,7 +10,7 @@ from pathlib import Path
 from edge_app.argtypes import finite_float
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError
-from train import architectures, augment, resume
+from train import architectures, augment, balance, resume
 from train.data import DataSpec
 from train.distribute import STRATEGIES
 from train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -108,6 +108,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=0,
         help="after training, recompute batch-norm statistics as the average over N batches of 500 "
         "training images with the final weights (precise BN; default 0 = off)",
+    )
+    model.add_argument(
+        "--balance",
+        choices=balance.MODES,
+        default="auto",
+        help="uneven classes: weights (each image's loss times n_images / (n_classes x its class's images)), "
+        "sampling (batches draw every class equally often; an epoch keeps its number of steps), none, or auto "
+        "(default: weights when the largest class has more than twice the smallest's training images, else none)",
     )
     model.add_argument("--seed", type=int, default=0)
     model.add_argument(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_app import preprocess
-from edge_app.datasets import ImageSet, class_names, load_folder, split_dirs
+from edge_app.datasets import ImageSet, class_names, list_files, load_folder, split_dirs
 from edge_app.errors import DataError
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -54,6 +54,16 @@ class Splits:
     classes: tuple[str, ...]
     source: str
     skipped: int
+    skipped_by_class: tuple[int, ...] = ()  # files that could not be decoded, per class (folders only)
+
+
+def carved_count(n: int, fraction: float) -> int:
+    """How many of a class's `n` images `stratified_split` carves off: the rounded share, but at least
+    one and at most n - 1 when the class has two or more, so both sides hold every such class."""
+    take = int(round(n * fraction))
+    if fraction > 0 and n > 1:
+        take = min(max(take, 1), n - 1)
+    return take
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,10 +73,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        take = int(round(len(idx) * fraction))
-        if fraction > 0 and len(idx) > 1:
-            take = min(max(take, 1), len(idx) - 1)
-        carved.append(idx[:take])
+        carved.append(idx[: carved_count(len(idx), fraction)])
     carved_idx = np.sort(np.concatenate(carved)) if carved else np.array([], dtype=np.int64)
     mask = np.ones(len(labels), dtype=bool)
     mask[carved_idx] = False
@@ -105,7 +112,17 @@ def _keras_cifar10(spec: DataSpec) -> tuple[ImageSet, ImageSet]:
     return train, test
 
 
-def _folder(root: str, spec: DataSpec) -> tuple[ImageSet, ImageSet, tuple[str, ...]]:
+def _skipped_by_class(dirs: dict[str, Path], sets: list[ImageSet], classes: tuple[str, ...]) -> tuple[int, ...]:
+    """Files listed minus images decoded, per class, over the folder's splits (the loader counts only the total)."""
+    listed = np.zeros(len(classes), dtype=np.int64)
+    for folder in dirs.values():
+        for _, label in list_files(folder, classes):
+            listed[label] += 1
+    decoded = sum(np.bincount(s.labels, minlength=len(classes)) for s in sets)
+    return tuple(int(v) for v in listed - decoded)
+
+
+def _folder(root: str, spec: DataSpec) -> tuple[ImageSet, ImageSet, tuple[str, ...], tuple[int, ...]]:
     dirs = split_dirs(root)
     size = (spec.image_size, spec.image_size)
     classes = class_names(dirs.get("train", dirs.get("all")))
@@ -115,6 +132,7 @@ def _folder(root: str, spec: DataSpec) -> tuple[ImageSet, ImageSet, tuple[str, .
         rest, carved = stratified_split(everything.labels, spec.test_split, spec.seed + 1)
         train, test = everything.subset(rest), everything.subset(carved)
         skipped = everything.skipped
+        per_class = _skipped_by_class(dirs, [everything], classes) if skipped else (0,) * len(classes)
     else:
         train = load_folder(dirs["train"], **load)
         if "test" in dirs:
@@ -127,14 +145,27 @@ def _folder(root: str, spec: DataSpec) -> tuple[ImageSet, ImageSet, tuple[str, .
             rest, carved = stratified_split(train.labels, spec.test_split, spec.seed + 1)
             train, test = train.subset(rest), train.subset(carved)
         skipped = train.skipped + test.skipped
-    return ImageSet(train.images, train.labels, classes, skipped), test, classes
+        per_class = _skipped_by_class(dirs, [train, test], classes) if skipped else (0,) * len(classes)
+    return ImageSet(train.images, train.labels, classes, skipped), test, classes, per_class
+
+
+def _check_class_sizes(train: ImageSet, classes: tuple[str, ...]) -> None:
+    """A class needs one image for training and one for validation; one line naming the first that lacks them."""
+    counts = np.bincount(train.labels, minlength=len(classes))
+    for name, n in zip(classes, counts):
+        if n < 2:
+            raise DataError(
+                f"class '{name}' has {n} image{'' if n == 1 else 's'} left for training and validation: it needs at "
+                "least 2, one for each; add images to it or remove its folder"
+            )
 
 
 def load_splits(spec: DataSpec) -> Splits:
     """Load and split the data described by `spec` (train / val / test)."""
+    per_class: tuple[int, ...] = ()
     if spec.data == "cifar10":
         if spec.data_dir:
-            train, test, classes = _folder(spec.data_dir, spec)
+            train, test, classes, per_class = _folder(spec.data_dir, spec)
             if classes != CIFAR10_LABELS:
                 raise DataError(f"{spec.data_dir} does not hold the 10 CIFAR-10 class folders (found {list(classes)})")
             source = f"cifar10 ({Path(spec.data_dir).name} image folder)"
@@ -144,16 +175,17 @@ def load_splits(spec: DataSpec) -> Splits:
     else:
         if spec.data_dir:
             raise DataError("--data-dir is only for --data cifar10; give the folder as --data PATH")
-        train, test, classes = _folder(spec.data, spec)
+        train, test, classes, per_class = _folder(spec.data, spec)
         source = Path(spec.data).name
     skipped = train.skipped
     if len(classes) < 2:
         raise DataError(f"need at least 2 classes, found {len(classes)}")
     train = _sample(train, spec.limit, spec.seed)
     test = _sample(test, spec.limit, spec.seed)
+    _check_class_sizes(train, classes)
     rest, carved = stratified_split(train.labels, spec.val_split, spec.seed)
     if len(carved) == 0 or len(rest) == 0 or len(test) == 0:
         raise DataError(f"too few images to split into train/validation/test ({len(train)} train, {len(test)} test)")
     if skipped:
         print(f"note: {skipped} file(s) skipped as corrupt or non-image", file=sys.stderr)
-    return Splits(train.subset(rest), train.subset(carved), test, classes, source, skipped)
+    return Splits(train.subset(rest), train.subset(carved), test, classes, source, skipped, per_class)

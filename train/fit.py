@@ -14,7 +14,7 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, bn, distill, distribute, multiworker, optim, report, transfer, whiten
+from train import architectures, augment, balance, bn, distill, distribute, multiworker, optim, report, transfer, whiten
 from train import resume as resume_state
 from train.data import DataSpec, Splits, load_splits
 from train.macs import count_macs
@@ -51,6 +51,7 @@ class TrainConfig:
     bn_recalibrate: int = 0  # batches of 500 training images for precise batch-norm statistics; 0 = off
     bias_lr_scale: float = 1.0  # SGD: batch-norm shifts step this many times further
     lookahead: bool = False  # average weights every few steps and copy the average back
+    balance: str = "auto"  # none | weights | sampling | auto (train_model resolves it; run.json holds the result)
     out: str = "runs/latest"
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class TrainConfig:
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
         """The inverse of to_dict (run.json's "config"); missing options take their defaults."""
         fields = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k not in ("data", "augment")}
+        fields.setdefault("balance", "none")  # runs from before --balance trained without it
         data = DataSpec.from_dict(raw.get("data") or {})
         return cls(data=data, augment=tuple(raw.get("augment", augment.DEFAULT_AUGMENT)), **fields)
 
@@ -77,6 +79,8 @@ class TrainResult:
     train_seconds: float
     images_per_second: float
     wrote: bool = True  # False on a cluster's non-chief workers: the chief writes the run folder
+    counts: dict[str, dict[str, int]] | None = None  # images per class and split (balance.counts_table)
+    monitor: str = "val_accuracy"  # the validation number that picked best_epoch (balance.monitor)
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
@@ -89,9 +93,10 @@ def input_spec_for(config: TrainConfig) -> InputSpec:
     return InputSpec(size, size, "RGB", (mean,) * 3, (std,) * 3, config.data.resize)
 
 
-def _best_checkpoint(keras: Any, patience: int) -> Any:
+def _best_checkpoint(keras: Any, patience: int, monitor: str = "val_accuracy") -> Any:
     class BestCheckpoint(keras.callbacks.Callback):
-        """Keep the weights of the best validation accuracy; stop after `patience` epochs without gain."""
+        """Keep the weights of the best `monitor` (a validation accuracy); stop after `patience` epochs without
+        gain."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -99,7 +104,7 @@ def _best_checkpoint(keras: Any, patience: int) -> Any:
             self.patience_from = 0  # a new training phase restarts the patience count
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            acc = float((logs or {}).get("val_accuracy", 0.0))
+            acc = float((logs or {}).get(monitor, 0.0))
             if acc > self.best:
                 self.best, self.best_epoch, self.weights = acc, epoch + 1, self.model.get_weights()
             elif patience and epoch + 1 - max(self.best_epoch, self.patience_from) >= patience:
@@ -125,17 +130,22 @@ def _dataset(
     shuffle: bool = True,
     drop_remainder: bool = False,
     soft: np.ndarray | None = None,
+    steps: int = 0,
 ) -> Any:
     """Batches of (image, target): augmented, mixed up, and with the teacher's outputs appended
-    (computed on each batch by `teacher`, or given once per image as `soft`)."""
+    (computed on each batch by `teacher`, or given once per image as `soft`); with --balance sampling,
+    `steps` batches per epoch that draw the classes evenly."""
     targets = np.eye(n_classes, dtype=np.float32)[y]
     if soft is not None:
         targets = np.concatenate([targets, soft.astype(np.float32)], axis=-1)
-    ds = tf.data.Dataset.from_tensor_slices((x, targets))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
-    # several replicas split each batch: a short last batch would leave them with different shapes
-    ds = ds.batch(batch, drop_remainder=shuffle and drop_remainder)
+    if shuffle and config.balance == "sampling":
+        ds = balance.sampled(tf, x, targets, y, config.data.seed).batch(batch).take(steps)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, targets))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=config.data.seed, reshuffle_each_iteration=True)
+        # several replicas split each batch: a short last batch would leave them with different shapes
+        ds = ds.batch(batch, drop_remainder=shuffle and drop_remainder)
     # one call at a time: the random layers draw from a seeded state, and parallel calls would race for it
     if aug is not None:
         ds = ds.map(lambda a, b: (aug(a, training=True), b))
@@ -176,6 +186,7 @@ def validate(config: TrainConfig) -> None:
             "--lookahead and --ema both average the weights and do not combine: choose one",
         ),
         (config.bias_lr_scale == 1 or config.optimizer == "sgd", "--bias-lr-scale works with --optimizer sgd only"),
+        (config.balance in balance.MODES, f"--balance must be one of {balance.MODES}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -186,10 +197,19 @@ def validate(config: TrainConfig) -> None:
         raise EdgeClfError(f"--weights applies to {', '.join(transfer.BACKBONES)}, not {config.arch}")
 
 
-def _teacher_and_loss(keras: Any, config: TrainConfig, spec: InputSpec, n_classes: int) -> tuple[Any, Any, Any]:
-    """(teacher or None, loss, accuracy metric) for plain or distilled training."""
-    if not config.teacher:
+def _teacher_and_loss(
+    keras: Any, config: TrainConfig, spec: InputSpec, n_classes: int, weights: np.ndarray | None = None
+) -> tuple[Any, Any, Any]:
+    """(teacher or None, loss, accuracy metric) for plain or distilled training; with class `weights`,
+    each image's loss is scaled by its class's weight (balance.weighted_loss)."""
+    if not config.teacher and weights is None:
         return None, keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing), "accuracy"
+    if not config.teacher:
+
+        def per_image(y_true: Any, y_pred: Any) -> Any:
+            return keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=config.label_smoothing)
+
+        return None, balance.weighted_loss(per_image, weights), "accuracy"
     expected = distill.teacher_input(config.teacher)
     if expected is not None and (expected.mean, expected.std) != (spec.mean, spec.std):
         raise EdgeClfError(
@@ -205,6 +225,8 @@ def _teacher_and_loss(keras: Any, config: TrainConfig, spec: InputSpec, n_classe
     loss = distill.distillation_loss(
         n_classes, config.distill_alpha, config.distill_temperature, config.label_smoothing
     )
+    if weights is not None:
+        loss = balance.weighted_loss(loss, weights)
     return teacher, loss, distill.label_accuracy(n_classes)
 
 
@@ -224,6 +246,8 @@ def train_model(
         raise EdgeClfError("--strategy multiworker runs cannot be resumed yet")
     keras.utils.set_random_seed(config.data.seed)
     splits = splits or load_splits(config.data)
+    chosen, counts = balance.prepare(config.balance, splits, config.data.val_split)
+    config = replace(config, balance=chosen)  # run.json holds the mode used, so --resume goes on with it
     spec = input_spec_for(config)
     n_classes = len(splits.classes)
     strategy = distribute.strategy_for(tf, config.strategy)
@@ -243,7 +267,10 @@ def train_model(
     facts = {"steps_per_epoch": steps, "train_images": len(x_train), "classes": splits.classes, "replicas": n_rep}
     if saved is not None:
         resume_state.check_facts(saved, facts)
-    teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes)
+    weights = balance.class_weights(np.bincount(splits.train.labels, minlength=n_classes))
+    teacher, loss, metric = _teacher_and_loss(keras, config, spec, n_classes, weights if chosen == "weights" else None)
+    monitor = balance.monitor(chosen, config.strategy)
+    metric = [metric] + ([balance.balanced_accuracy(keras, n_classes)] if monitor != "val_accuracy" else [])
     soft_train = soft_val = None
     start = time.perf_counter()  # the teacher's pass over the data is part of the training time
     if teacher is not None and config.distill_targets == "fixed":
@@ -264,27 +291,17 @@ def train_model(
             transfer.freeze_backbone(model)  # phase 1: the new head only
         if whiten.initialise(model, x_train, seed=config.data.seed):
             print("whitening stem set from the training images' 2x2 patches", file=sys.stderr)
-        model.compile(optimizer=optim.optimizer(keras, scaled, steps, model), loss=loss, metrics=[metric])
+        model.compile(optimizer=optim.optimizer(keras, scaled, steps, model), loss=loss, metrics=metric)
     # a resumed run draws its shuffles and augmentations from a seed moved on by the epochs done,
     # so it does not replay the first epochs' batches (train/resume.py says why not bit for bit)
     pipeline = config
     if saved is not None:
         pipeline = replace(config, data=replace(config.data, seed=config.data.seed + saved.epochs))
     aug = augment.build(config.augment, spec, pipeline.data.seed)
-    train_ds = _dataset(
-        tf,
-        x_train,
-        splits.train.labels,
-        n_classes,
-        scaled.batch_size,
-        pipeline,
-        aug,
-        teacher,
-        drop_remainder=n_rep > 1,
-        soft=soft_train,
-    )
+    extra = {"drop_remainder": n_rep > 1, "soft": soft_train, "steps": steps}
+    train_ds = _dataset(tf, x_train, splits.train.labels, n_classes, scaled.batch_size, pipeline, aug, teacher, **extra)
     val_ds = _dataset(tf, x_val, y_val, n_classes, 256 * n_rep, config, teacher=teacher, shuffle=False, soft=soft_val)
-    best = _best_checkpoint(keras, config.patience)
+    best = _best_checkpoint(keras, config.patience, monitor)
     if saved is not None:
         best.best, best.best_epoch = float(saved.state["best_val_accuracy"]), int(saved.state["best_epoch"])
         best.patience_from, best.weights = int(saved.state["patience_from"]), saved.best_weights()
@@ -342,7 +359,7 @@ def train_model(
         with scope:
             unfrozen = transfer.unfreeze_top(model)
             tuned = replace(scaled, learning_rate=scaled.learning_rate / 10, schedule="constant", warmup_epochs=0)
-            model.compile(optimizer=optim.optimizer(keras, tuned, steps, model), loss=loss, metrics=[metric])
+            model.compile(optimizer=optim.optimizer(keras, tuned, steps, model), loss=loss, metrics=metric)
         print(f"fine-tuning: {unfrozen} backbone layers unfrozen at a tenth of the learning rate", file=sys.stderr)
         done = first = len(history.get("loss", []))
         if fine_tuning:
@@ -369,10 +386,7 @@ def train_model(
         print(f"batch norm recalibrated on {used} training images", file=sys.stderr)
     seconds = time.perf_counter() - start + (float(saved.state.get("seconds", 0.0)) if saved is not None else 0.0)
     epochs_run = len(history.get("loss", []))
-    x_test = preprocess.normalize_rgb(splits.test.images, spec)
-    pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
-    probs = _predict(model, strategy, np.concatenate([x_test, x_test[:pad]]), 256 * n_rep)[: len(x_test)]
-    test = metrics.classification_report(probs, splits.test.labels, splits.classes)
+    test = _evaluate(model, strategy, splits, spec, n_rep)
     info = ModelInfo(
         labels=splits.classes,
         input=spec,
@@ -392,12 +406,22 @@ def train_model(
         train_seconds=seconds,
         images_per_second=epochs_run * len(x_train) / seconds if seconds > 0 else 0.0,
         wrote=distribute.is_chief(strategy),
+        counts=counts,
+        monitor=monitor,
     )
     if result.wrote:  # in a cluster, only the chief writes the run folder
         files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
         report.write_run(out, config, result, history)
         resume_state.clear(out)  # the run folder is whole: nothing left to resume
     return result
+
+
+def _evaluate(model: Any, strategy: Any | None, splits: Splits, spec: InputSpec, n_rep: int) -> dict[str, Any]:
+    """The test split's classification report, with balanced accuracy."""
+    x_test = preprocess.normalize_rgb(splits.test.images, spec)
+    pad = (-len(x_test)) % n_rep  # equal shares for every replica; the padding is cut off again
+    probs = _predict(model, strategy, np.concatenate([x_test, x_test[:pad]]), 256 * n_rep)[: len(x_test)]
+    return report.with_balanced_accuracy(metrics.classification_report(probs, splits.test.labels, splits.classes))
 
 
 def _joined(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, list[float]]:

@@ -1,4 +1,4 @@
-"""The run folder: run.json, metrics.json, history.csv, curves.png, confusion.png, and the summary."""
+"""The run folder: run.json, metrics.json, history.csv, curves.png, confusion.png, per_class.png, and the summary."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from train.fit import TrainConfig, TrainResult
 
 RUN_FILE = "run.json"
+PER_CLASS_ROWS = 20  # the summary lists every class up to this many, else only the weakest
 
 
 def write_started(out: Path, config: TrainConfig) -> None:
@@ -41,12 +42,32 @@ def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict
             "split": "test",
             "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy,
+            "checkpoint_metric": result.monitor,
+            "balance": config.balance,
+            **({"counts": result.counts} if result.counts is not None else {}),
             **result.test,
         },
     )
     files.write_text(out / "history.csv", history_csv(history))
     plot_curves(history, out / "curves.png")
     plot_confusion(result.test["confusion_matrix"], result.info.labels, out / "confusion.png")
+    plot_per_class(result.test["per_class"], out / "per_class.png")
+
+
+def with_balanced_accuracy(test: dict[str, Any]) -> dict[str, Any]:
+    """`test` (metrics.classification_report's) with balanced accuracy: the mean recall over the classes
+    that have test images, i.e. accuracy as if every class had as many (scikit-learn's definition)."""
+    recalls = [m["recall"] for m in test["per_class"].values() if m["support"] > 0]
+    return {**test, "balanced_accuracy": sum(recalls) / len(recalls) if recalls else 0.0}
+
+
+def per_class_text(per_class: dict[str, dict[str, Any]]) -> str:
+    """Precision, recall, F1 and support of each class as aligned text."""
+    width = max(len("class"), *(len(name) for name in per_class))
+    rows = [f"{'class':<{width}}{'precision':>11}{'recall':>9}{'F1':>9}{'support':>9}"]
+    for name, m in per_class.items():
+        rows.append(f"{name:<{width}}{m['precision']:>11.4f}{m['recall']:>9.4f}{m['f1']:>9.4f}{m['support']:>9,}")
+    return "\n".join(rows)
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -112,6 +133,25 @@ def plot_confusion(matrix: list[list[int]], labels: tuple[str, ...], path: Path)
     plt.close(fig)
 
 
+def plot_per_class(per_class: dict[str, dict[str, Any]], path: Path) -> None:
+    """Precision, recall and F1 of each class as grouped bars, the class's test support under its name."""
+    plt = _pyplot()
+    names = list(per_class)
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * n + 2), 4))
+    for k, key in enumerate(("precision", "recall", "f1")):
+        xs = [i + (k - 1) * 0.27 for i in range(n)]
+        ax.bar(xs, [per_class[name][key] for name in names], width=0.27, label=key)
+    ax.set_xticks(range(n), [f"{name}\n({per_class[name]['support']:,})" for name in names], rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score")
+    ax.set_title("per class (test images in brackets)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
 def summary(result: TrainResult) -> str:
     """The one-screen summary printed at the end of a run."""
     t = result.test
@@ -124,18 +164,22 @@ def summary(result: TrainResult) -> str:
         f"data       {result.info.dataset}",
         f"training   {result.epochs_run} epochs in {result.train_seconds:.0f} s "
         f"({result.images_per_second:.0f} images/s); best epoch {result.best_epoch} "
-        f"(validation accuracy {result.best_val_accuracy:.4f})",
+        f"({'balanced ' if result.monitor == 'val_balanced_accuracy' else ''}validation accuracy "
+        f"{result.best_val_accuracy:.4f})",
         f"test       accuracy {t['accuracy']:.4f}"
         + (f", top-5 {t['top5']:.4f}" if "top5" in t else "")
         + f", macro precision {t['macro_precision']:.4f} recall {t['macro_recall']:.4f} F1 {t['macro_f1']:.4f}"
         + f" on {t['n']} images",
+        f"balanced   accuracy {t['balanced_accuracy']:.4f} (the mean of the classes' recalls)",
         "weakest    " + ", ".join(f"{name} F1 {m['f1']:.3f}" for name, m in worst),
     ]
+    if len(t["per_class"]) <= PER_CLASS_ROWS:
+        lines += ["per class", *("  " + row for row in per_class_text(t["per_class"]).splitlines())]
     if not result.wrote:  # a non-chief worker: its --out stays empty
         lines[0] = "run        not written here: the chief writes the run folder"
         return "\n".join(lines)
     lines += [
-        "files      model.keras run.json metrics.json history.csv curves.png confusion.png",
+        "files      model.keras run.json metrics.json history.csv curves.png confusion.png per_class.png",
         f"next       edgeclf convert {result.out} --quantize int8",
     ]
     return "\n".join(lines)
