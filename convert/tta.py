@@ -8,10 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from edge_app.errors import EdgeClfError, require
+from edge_app.tta import VIEW_WEIGHTS
 
-# mode -> weight of each view: flip = the image and its mirror; flip_shift (airbench's) = those two
-# at 1/4 each, plus the pair shifted one pixel up-left and the pair shifted down-right at 1/8 each
-VIEW_WEIGHTS = {"none": (1.0,), "flip": (0.5, 0.5), "flip_shift": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
 VIEWS = {mode: len(weights) for mode, weights in VIEW_WEIGHTS.items()}  # passes of the network per image
 TTA_MODES = tuple(VIEWS)
 

@@ -72,14 +72,20 @@ class Classifier:
         threads: int | None = None,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        content: bytes | None = None,
+        info: ModelInfo | None = None,
     ) -> None:
+        """`content` (the flatbuffer's bytes) and `info` (its contract) let teach run a model it has not
+        written yet; `model_path` then only names it in messages."""
         self.path = Path(model_path)
-        self.interpreter, self.runtime = load_interpreter(self.path, runtime, threads)
+        self.interpreter, self.runtime = load_interpreter(self.path, runtime, threads, content)
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        self._outputs = self.interpreter.get_output_details()
+        self._output = self._outputs[0]
         self.input_quant = _tensor_quant(self._input)
-        self.output_quant = _tensor_quant(self._output)
-        info = self._resolve_info(labels_file)
+        self.output_quants = [_tensor_quant(detail) for detail in self._outputs]
+        self.output_quant = self.output_quants[0]
+        info = self._resolve_info(labels_file) if info is None else self._check_shape(info)
         if mean is not None or std is not None:
             spec = info.input
             info = info.with_changes(input=replace(spec, mean=mean or spec.mean, std=std or spec.std))
@@ -88,7 +94,14 @@ class Classifier:
             # e.g. the 1001-output ImageNet models with a 1000-line labels file: index 0 is background
             info = info.with_changes(labels=(BACKGROUND, *info.labels))
         self.info = info
-        if len(self.info.labels) != n_out:
+        if info.head is not None:
+            wanted = 2 if info.head.mode == "extend" else 1  # the embedding, then the base logits
+            if len(self._outputs) < wanted:
+                raise MetadataError(
+                    f"{self.path}: the taught head ({info.head.mode}) needs {wanted} model output(s), "
+                    f"the file has {len(self._outputs)}"
+                )
+        elif content is None and len(self.info.labels) != n_out:
             raise MetadataError(f"{self.path}: {len(self.info.labels)} labels but the model outputs {n_out} scores")
         self._batch = 1
 
@@ -109,6 +122,9 @@ class Classifier:
                 info = metadata.load_info(self.path).with_changes(labels=labels)
             except MetadataError:
                 info = self._foreign_info(labels)
+        return self._check_shape(info)
+
+    def _check_shape(self, info: ModelInfo) -> ModelInfo:
         shape = self._input["shape"]
         if len(shape) != 4 or int(shape[3]) != 3:
             raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC 3-channel image")
@@ -144,17 +160,35 @@ class Classifier:
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Normalised float32 inputs (N, H, W, 3) -> probabilities (N, classes)."""
+        head = self.info.head
+        outputs = self.outputs(x, batch_size, per_view=head is not None)
+        if head is not None:
+            return head.probabilities(outputs[0], outputs[1] if len(outputs) > 1 else None)
+        return as_probabilities(outputs[0])
+
+    def outputs(self, x: np.ndarray, batch_size: int = 64, per_view: bool = False) -> list[np.ndarray]:
+        """Normalised float32 inputs (N, H, W, 3) -> every model output, dequantised; with `per_view` each is
+        (N, views, values), the in-graph test-time views apart (a taught model's embedding and base logits)."""
         if x.ndim == 3:
             x = x[None]
         step = batch_size if self._batchable() else 1
-        out = []
+        chunks: list[list[np.ndarray]] = []
         for start in range(0, len(x), step):
             chunk = x[start : start + step]
             self._set_batch(len(chunk))
-            out.append(self._invoke(chunk))
-        return as_probabilities(np.concatenate(out, axis=0))
+            self._invoke(chunk)
+            chunks.append([self._read(d, q, len(chunk), per_view) for d, q in zip(self._outputs, self.output_quants)])
+        return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
 
-    def _invoke(self, chunk: np.ndarray) -> np.ndarray:
+    def _read(self, detail: dict[str, Any], q: TensorQuant, n: int, per_view: bool) -> np.ndarray:
+        raw = self.interpreter.get_tensor(detail["index"])
+        values = preprocess.dequantize(raw, q.scale, q.zero_point) if q.quantized else raw.astype(np.float32)
+        if not per_view:
+            return values
+        # the views are stacked view by view on the batch axis: (views * n, ...) -> (n, views, values)
+        return np.swapaxes(values.reshape(len(raw) // n, n, -1), 0, 1)
+
+    def _invoke(self, chunk: np.ndarray) -> None:
         q_in = self.input_quant
         if q_in.quantized:
             tensor = preprocess.quantize(chunk, q_in.scale, q_in.zero_point, q_in.dtype)
@@ -165,11 +199,6 @@ class Classifier:
             self.interpreter.invoke()
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{self.path}: inference failed: {str(exc).strip().splitlines()[0]}") from None
-        raw = self.interpreter.get_tensor(self._output["index"])
-        q_out = self.output_quant
-        if q_out.quantized:
-            return preprocess.dequantize(raw, q_out.scale, q_out.zero_point)
-        return raw.astype(np.float32, copy=False)
 
     @property
     def background(self) -> int | None:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge_app.run", "live classification from a camera, video, stream or images (TFLite only)"),
     "bench": ("benchmarks.cli", "latency / accuracy / size of .tflite models"),
     "serve": ("edge_app.web.serve", "web UI and JSON API on the device: upload, live view, history (needs [web])"),
+    "teach": ("edge_app.teach", "teach a model new classes from a few pictures each, on the device (TFLite only)"),
     "doctor": ("edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
 }
 

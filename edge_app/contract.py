@@ -11,9 +11,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edge_app.errors import MetadataError
+from edge_app.head import Head
 from edge_app.quantmodes import MODES
 
-SCHEMA = 1
+# 1: the contract; 2: the same plus a taught head (`edgeclf teach`). A file is written with the lowest schema
+# that holds it, so untaught models stay readable by older versions, and a reader of schema 1 refuses a taught
+# model ("unsupported metadata schema 2") instead of ignoring its head and reporting the base's classes.
+SCHEMA = 2
+HEAD_SCHEMA = 2
+READS = (1, 2)
 TASK = "image_classification"
 QUANTIZATIONS = tuple(MODES)  # the table of modes (quantmodes.py) names them
 RESIZE_MODES = ("stretch", "center_crop")
@@ -68,12 +74,20 @@ class ModelInfo:
     params: int = 0
     dataset: str = "unknown"
     metrics: dict[str, Any] = field(default_factory=dict)
-    schema: int = SCHEMA
+    schema: int = 1
     task: str = TASK
+    head: Head | None = None
 
     def __post_init__(self) -> None:
-        if self.schema != SCHEMA:
-            raise MetadataError(f"unsupported metadata schema {self.schema!r} (this version reads {SCHEMA})")
+        if self.schema not in READS:
+            raise MetadataError(
+                f"unsupported metadata schema {self.schema!r} (this version reads {', '.join(map(str, READS))})"
+            )
+        if self.head is not None:
+            if self.schema < HEAD_SCHEMA:
+                object.__setattr__(self, "schema", HEAD_SCHEMA)
+            if tuple(self.labels) != self.head.all_labels:
+                raise MetadataError("metadata labels differ from the taught head's labels")
         if self.task != TASK:
             raise MetadataError(f"metadata task is {self.task!r}, expected {TASK!r}")
         if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
@@ -100,6 +114,7 @@ class ModelInfo:
             "params": self.params,
             "dataset": self.dataset,
             "metrics": self.metrics,
+            **({"head": self.head.to_dict()} if self.head is not None else {}),
         }
 
     @classmethod
@@ -128,6 +143,7 @@ class ModelInfo:
                 metrics=data.get("metrics", {}),
                 schema=data["schema"],
                 task=data.get("task", TASK),
+                head=_head(data),
             )
         except TypeError as exc:
             raise MetadataError(f"malformed metadata: {exc}") from exc
@@ -135,6 +151,14 @@ class ModelInfo:
     def with_changes(self, **changes: Any) -> ModelInfo:
         """A copy with some fields replaced (frozen dataclass helper)."""
         return replace(self, **changes)
+
+
+def _head(data: dict[str, Any]) -> Head | None:
+    if "head" not in data:
+        return None
+    if data["schema"] < HEAD_SCHEMA:
+        raise MetadataError(f"metadata schema {data['schema']} cannot carry a taught head (schema {HEAD_SCHEMA} can)")
+    return Head.from_dict(data["head"])
 
 
 def _is_number(value: Any) -> bool:

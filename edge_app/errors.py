@@ -29,3 +29,7 @@ def require(module: str, extra: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(f"{module} is not installed: pip install 'edgeclf[{extra}]' ({exc})") from exc
+
+
+class TeachError(EdgeClfError):
+    """A model cannot be taught (no usable embedding) or the teaching data cannot be used."""

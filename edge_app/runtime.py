@@ -81,21 +81,23 @@ def _candidates(runtime: str | None, errors: list[str]) -> Iterator[tuple[type, 
 
 
 def load_interpreter(
-    model_path: str | Path, runtime: str | None = None, threads: int | None = None
+    model_path: str | Path, runtime: str | None = None, threads: int | None = None, content: bytes | None = None
 ) -> tuple[Any, RuntimeInfo]:
-    """A ready (allocated) interpreter for `model_path`, and which runtime it is.
+    """A ready (allocated) interpreter for `model_path` (or for the flatbuffer `content`, which `model_path`
+    then only names in messages), and which runtime it is.
 
     A runtime that is installed but broken (tflite-runtime 2.14 with numpy 2 raises SystemError when the
     interpreter is made) is one warning line and the next runtime is tried; a model that no runtime can
     read is a ModelLoadError."""
     path = Path(model_path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     threads = threads or os.cpu_count() or 1
     errors: list[str] = []
     for cls, info in _candidates(runtime, errors):
         try:
-            interpreter = cls(model_path=str(path), num_threads=threads)
+            source = {"model_path": str(path)} if content is None else {"model_content": content}
+            interpreter = cls(**source, num_threads=threads)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:  # the model: a bad file is refused by every runtime
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

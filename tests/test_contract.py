@@ -45,7 +45,7 @@ def test_round_trip_through_json():
         (lambda d: d.pop("labels"), "lacks required key"),
         (lambda d: d.update(labels="abc"), "labels must be a list"),
         (lambda d: d.update(labels=[]), "non-empty list"),
-        (lambda d: d.update(schema=2), "unsupported metadata schema"),
+        (lambda d: d.update(schema=3), "unsupported metadata schema"),
         (lambda d: d.update(quantization="int4"), "quantization must be one of"),
         (lambda d: d["input"].update(std=[0, 1, 1]), "std must not contain zero"),
         (lambda d: d["input"].update(mean=[1, 2]), "mean must be three numbers"),

@@ -1,0 +1,161 @@
+"""A taught classifier head: the numpy layer `edgeclf teach` stores in a model's metadata.
+
+The model file's outputs are the embedding (and, when the base classes are kept, the base head's logits);
+this head turns them into one probability vector per image. Each test-time view is scored on its own and
+the views' probabilities are averaged with their weights, as our models do inside the graph.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_app.errors import MetadataError
+
+MODES = ("replace", "extend")
+METHOD = "imprint"
+
+
+def encode(array: np.ndarray) -> str:
+    """float32 little-endian bytes, base64: a 256 x 10 head is 14 kB of JSON instead of 50."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode(text: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """The array `encode` wrote; MetadataError when it is not `shape`."""
+    try:
+        raw = base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise MetadataError(f"head {what} is not base64") from None
+    values = np.frombuffer(raw, dtype="<f4")
+    if values.size != int(np.prod(shape)) or not np.all(np.isfinite(values)):
+        raise MetadataError(f"head {what} holds {values.size} values, expected finite {list(shape)}")
+    return values.reshape(shape).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Head:
+    """Taught classes scored on the embedding; in extend mode appended to the base model's own classes
+    (`base_labels`, whose logits are the model's second output; the base head's mean row norm and bias are
+    kept so that a later teach in extend mode scales new rows the same way).
+
+    logits = (x / |x| if normalize else x) @ weights.T + bias, with x = embedding - center. `sums` and
+    `shots` keep each class's sum of (centred, unit) embeddings and image count, so teaching more shots of a
+    known class updates its mean instead of forgetting the earlier images."""
+
+    mode: str
+    labels: tuple[str, ...]
+    base_labels: tuple[str, ...]
+    weights: np.ndarray
+    bias: np.ndarray
+    center: np.ndarray
+    normalize: bool
+    sums: np.ndarray
+    shots: tuple[int, ...]
+    view_weights: tuple[float, ...]
+    base_norm: float
+    base_bias: float
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise MetadataError(f"head mode must be one of {MODES}, got {self.mode!r}")
+        n, dim = self.weights.shape
+        if n != len(self.labels) or self.bias.shape != (n,) or self.sums.shape != (n, dim) or len(self.shots) != n:
+            raise MetadataError("head labels, weights, bias, sums and shots disagree in length")
+        if self.center.shape != (dim,):
+            raise MetadataError("head center does not match the embedding size")
+        if self.mode == "extend" and not self.base_labels:
+            raise MetadataError("an extend head needs the base model's labels")
+        if not self.view_weights or any(w <= 0 for w in self.view_weights):
+            raise MetadataError("head view weights must be positive")
+
+    @property
+    def dim(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        """The labels the taught model reports, in score order."""
+        return (*self.base_labels, *self.labels) if self.mode == "extend" else self.labels
+
+    def features(self, embedding: np.ndarray) -> np.ndarray:
+        """(..., dim) embeddings -> what the weights are applied to (centred, and unit length if normalize)."""
+        x = embedding.astype(np.float32) - self.center
+        if self.normalize:
+            x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+        return x
+
+    def logits(self, embedding: np.ndarray, base_logits: np.ndarray | None) -> np.ndarray:
+        """Embeddings (n, views, dim) and, in extend mode, the base logits (n, views, base classes) -> the
+        logits of every class for each view (n, views, classes)."""
+        if embedding.ndim != 3 or embedding.shape[1:] != (len(self.view_weights), self.dim):
+            raise MetadataError(
+                f"the model's embedding output is {list(embedding.shape[1:])} per image, "
+                f"the head expects {len(self.view_weights)} view(s) of {self.dim}"
+            )
+        logits = self.features(embedding) @ self.weights.T + self.bias
+        if self.mode == "extend":
+            if base_logits is None or base_logits.shape[-1] != len(self.base_labels):
+                raise MetadataError(f"an extend head needs the base model's {len(self.base_labels)} logits")
+            logits = np.concatenate([base_logits.astype(np.float32), logits], axis=-1)
+        return logits
+
+    def probabilities(self, embedding: np.ndarray, base_logits: np.ndarray | None) -> np.ndarray:
+        """The model's outputs for a batch -> probabilities (n, classes): a softmax per view, then the views'
+        weighted average."""
+        logits = self.logits(embedding, base_logits)
+        z = logits - logits.max(axis=-1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=-1, keepdims=True)
+        w = np.asarray(self.view_weights, dtype=np.float32)
+        return np.einsum("v,nvc->nc", w / w.sum(), probs)
+
+    def to_dict(self) -> dict[str, Any]:
+        n, dim = self.weights.shape
+        return {
+            "method": METHOD,
+            "mode": self.mode,
+            "labels": list(self.labels),
+            "base_labels": list(self.base_labels),
+            "dim": dim,
+            "normalize": self.normalize,
+            "view_weights": list(self.view_weights),
+            "shots": list(self.shots),
+            "base_norm": self.base_norm,
+            "base_bias": self.base_bias,
+            "bias": [float(b) for b in self.bias],
+            "weights": encode(self.weights),
+            "center": encode(self.center),
+            "sums": encode(self.sums),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Head:
+        """Validate the JSON form; a one-line MetadataError for anything malformed."""
+        if not isinstance(data, dict):
+            raise MetadataError("metadata head is not a JSON object")
+        if data.get("method") != METHOD:
+            raise MetadataError(f"unknown head method {data.get('method')!r} (this version knows {METHOD!r})")
+        try:
+            labels = tuple(data["labels"])
+            dim = int(data["dim"])
+            n = len(labels)
+            return cls(
+                mode=str(data["mode"]),
+                labels=labels,
+                base_labels=tuple(data.get("base_labels", ())),
+                weights=decode(data["weights"], (n, dim), "weights"),
+                bias=np.asarray(data["bias"], dtype=np.float32).reshape(-1),
+                center=decode(data["center"], (dim,), "center"),
+                normalize=bool(data["normalize"]),
+                sums=decode(data["sums"], (n, dim), "sums"),
+                shots=tuple(int(s) for s in data["shots"]),
+                view_weights=tuple(float(w) for w in data["view_weights"]),
+                base_norm=float(data["base_norm"]),
+                base_bias=float(data["base_bias"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetadataError(f"malformed head in metadata: {type(exc).__name__}: {exc}") from None
