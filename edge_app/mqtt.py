@@ -177,7 +177,8 @@ class MqttLink:
         self._warned_outage = self._warned_drops = False
         # QoS 0: these are all sent again at every connect, so one lost with a connection needs no queue slot
         # (and could not take one when the queue is full of events from the outage)
-        client.publish(self.availability, ONLINE, qos=0, retain=True)
+        if self._will:  # doctor's check connects without a will, and says nothing either
+            client.publish(self.availability, ONLINE, qos=0, retain=True)
         if self.on_connected is not None:
             try:
                 self.on_connected()

@@ -8,6 +8,8 @@ the tests that use it skip, saying which is missing.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -49,7 +51,9 @@ class Broker:
     ca: Path | None = None
 
     def config(self) -> Path:
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr"]
+        # started as root, mosquitto switches to the user `mosquitto`, who cannot read the test's folder
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr", f"user {user}"]
         if self.users:
             passwords = self.folder / "passwd"
             passwords.touch()
