@@ -239,14 +239,14 @@ def check_mqtt(settings: mqttopts.MqttSettings) -> list[Check]:
     link.close()
     node = settings.node_id
     topics = ", ".join(settings.topic(name) for name in ("availability", "state", "event", "snapshot"))
-    discovery = ", ".join(
-        [hadiscovery.config_topic(component, node, object_id) for component, object_id in
-         (("sensor", "label"), ("sensor", "score"), ("binary_sensor", "label_<LABEL>"), ("camera", "snapshot"))]
-    )  # fmt: skip
+    discovery = [hadiscovery.config_topic("sensor", node, name) for name in ("label", "score")]
+    # a binary sensor per --ha-labels label (shown as a pattern: the labels are run's), the camera with --mqtt-snapshot
+    discovery += [f"{hadiscovery.DISCOVERY_PREFIX}/binary_sensor/{node}/label_<LABEL>/config"]
+    discovery += [hadiscovery.config_topic("camera", node, "snapshot")]
     return [
         Check(OK, "mqtt", f"connected to {settings.url}" + (" (TLS)" if settings.tls else "")),
         Check(OK, "mqtt topics", topics),
-        Check(OK, "home assistant", f"with --ha-discovery: {discovery}"),
+        Check(OK, "home assistant", f"with --ha-discovery: {', '.join(discovery)}"),
     ]
 
 

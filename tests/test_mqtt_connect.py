@@ -145,7 +145,13 @@ def test_doctor_checks_the_broker_and_lists_the_topics(broker, capsys):  # noqa:
     lines = out.splitlines()
     assert f"[ ok ] mqtt: connected to mqtt://127.0.0.1:{broker.port}" in lines, out
     assert f"[ ok ] mqtt topics: {PREFIX}/availability, {PREFIX}/state, {PREFIX}/event, {PREFIX}/snapshot" in lines
-    assert any("homeassistant/sensor/test_pi/label/config" in line for line in lines), out
+    (discovery,) = [line for line in lines if line.startswith("[ ok ] home assistant: ")]
+    assert discovery.split("with --ha-discovery: ")[1].split(", ") == [
+        "homeassistant/sensor/test_pi/label/config",
+        "homeassistant/sensor/test_pi/score/config",
+        "homeassistant/binary_sensor/test_pi/label_<LABEL>/config",
+        "homeassistant/camera/test_pi/snapshot/config",
+    ]
     assert watcher.messages == []  # it connected without publishing anything (no will, no 'online')
     assert not [line for line in lines if line.startswith("[FAIL] mqtt")]
     assert code == (1 if any(line.startswith("[FAIL]") for line in lines) else 0)  # the other checks: this machine's
