@@ -164,3 +164,19 @@ def test_doctor_fails_an_unreachable_broker(capsys):
     out = capsys.readouterr().out
     assert f"[FAIL] mqtt: cannot connect to mqtt://127.0.0.1:{port}: connection refused" in out, out
     assert "fix: check the URL" in out
+
+
+def test_a_unit_with_mqtt_waits_for_the_network(capsys):
+    assert doctor_main(["--unit", "--source", "picamera2", "--mqtt", "mqtt://broker.lan", "--ha-discovery"]) == 0
+    out = capsys.readouterr().out
+    assert "After=network-online.target\nWants=network-online.target" in out and "# --mqtt: start once" in out
+    assert "--mqtt mqtt://broker.lan --ha-discovery --no-display" in out
+
+
+def test_a_unit_with_a_bad_broker_url_is_one_line_and_exit_2(capsys):
+    assert doctor_main(["--unit", "--source", "picamera2", "--mqtt", "http://broker.lan"]) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert out == "" and line.endswith(
+        "--unit: error: edgeclf run: --mqtt http://broker.lan: expected mqtt://[user[:pass]@]host[:port] or mqtts://..."
+    ), err

@@ -107,7 +107,21 @@ def test_serve_stopped_by_a_signal_says_offline(broker, sub, tmp_path):  # noqa:
             proc.kill()
             proc.wait()
     assert proc.returncode == 143, err
+    assert "mqtt: 0 reconnects, 0 messages dropped" in err, err
     wait_until(lambda: sub.texts(f"{PREFIX}/availability") == ["online", "offline"], 10, "'offline' at the stop")
     assert {"homeassistant/sensor/test_serve/label/config", "homeassistant/sensor/test_serve/score/config"} <= (
         sub.topics_seen()
     )
+
+
+def test_serve_with_an_unreachable_broker_is_one_line_and_exit_1(tmp_path, capsys):
+    from tests.mqtt_broker import free_port, need_broker
+
+    need_broker()
+    port = free_port()
+    code = serve.main(["--port", "0", "--db", str(tmp_path / "h.sqlite3"), "--mqtt", f"mqtt://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "serving" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: mqtt: cannot connect to mqtt://127.0.0.1:{port}: connection refused: no broker "
+                      f"listens on 127.0.0.1:{port}"], err  # fmt: skip
