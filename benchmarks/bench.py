@@ -230,7 +230,8 @@ def row_flags(row: dict[str, Any]) -> list[str]:
 
 
 def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict[str, dict[str, Any]]:
-    """Top-1 / top-5 / macro F1 per model (threads do not change the outputs), and agreement with float32."""
+    """Top-1 / top-5 / macro F1 / each class's recall per model (threads do not change the outputs), and
+    agreement with float32."""
     if config.data is None:
         return {}
     n = config.eval_limit if config.eval_limit is not None else mode.eval_limit
@@ -249,6 +250,7 @@ def _accuracy(config: BenchConfig, variants: dict[str, Any], mode: Mode) -> dict
             "macro_precision": report["macro_precision"],
             "macro_recall": report["macro_recall"],
             "macro_f1": report["macro_f1"],
+            "recall_per_class": {name: m["recall"] for name, m in report["per_class"].items()},
             "eval_n": report["n"],
         }
         probs[name] = p

@@ -56,7 +56,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--data",
         type=Path,
         help="evaluation images: an image folder (its test/ split when present) "
-        "or CIFAR-10's python batches (cifar-10-batches-py)",
+        "or CIFAR-10's python batches (cifar-10-batches-py); adds top-1 / top-5 / macro F1 and each class's "
+        "recall per model to the report",
     )
     parser.add_argument("--threads", type=_ints, default=[1], help="comma list of thread counts (default 1)")
     parser.add_argument("--runtime", type=_runtimes, default=[None], help="comma list of runtimes (default: auto)")

@@ -136,6 +136,29 @@ def cpu_line(device: dict[str, Any]) -> str:
     )
 
 
+def recall_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each class's recall (a row) for each model measured on --data (a column; threads and
+    runtimes give the same outputs, so one column per model file), the lowest of each column in bold."""
+    models: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r.get("recall_per_class"):
+            models.setdefault(Path(r["model"]).name, r["recall_per_class"])
+    if not models:
+        return []
+    classes = list(next(iter(models.values())))
+    lowest = {name: min(recall.values()) for name, recall in models.items()}
+    lines = ["", "## Recall per class (on `--data`; the lowest of each model in bold)", ""]
+    lines += ["| class | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for c in classes:
+        cells = []
+        for name, recall in models.items():
+            value = recall.get(c)
+            text = _f(value, pct=True)
+            cells.append(f"**{text}**" if value is not None and value == lowest[name] else text)
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     d = report["device"]
     lines = [
@@ -168,6 +191,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{r['bytes']:,} | {_f(r['rss_mb'], 1)} | {_f(r['cold_start_s'], 2)} |"
         )
     lines += _flag_notes(report["rows"])
+    lines += recall_table(report["rows"])
     ratio_rows = [r for r in report["rows"] if "vs_float32" in r and r["quantization"] != REFERENCE]
     if ratio_rows:
         lines += [

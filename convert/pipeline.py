@@ -17,7 +17,7 @@ from convert import lonefile, modes, tta
 from convert.lonefile import LoneContract
 from convert.runfile import RUN_FILE, RunRecord, read_run
 from convert.tflite import to_tflite
-from convert.verify import Verification, verify
+from convert.verify import Verification, class_change_lines, verify
 from edge_app import metadata, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.datasets import ImageSet
@@ -289,5 +289,6 @@ def report(result: ConvertResult) -> str:
         f"top-1 agreement {m['agreement_vs_keras']:.4f}, "
         f"size x{result.tflite_bytes / max(1, m['keras_bytes']):.2f} ({m['n']} {m['split']} images, {m['runtime']})",
         f"ops        {m['ops']} ({', '.join(m['op_types'])}); {m['float_ops']} compute in float32",
+        *class_change_lines(result.verification, q),
     ]
     return "\n".join(lines)

@@ -48,6 +48,40 @@ def verify(model_bytes: bytes, info: ModelInfo, keras_probs: np.ndarray, x: np.n
     )
 
 
+CLASS_ROWS = 20  # every class up to this many; above, the ones the conversion hurt most
+
+
+def class_changes(check: Verification) -> list[dict[str, Any]]:
+    """Per class: Keras and converted recall and F1, and the change in points (negative = the conversion hurt
+    it), most hurt first (then in label order)."""
+    rows = []
+    for name, k in check.keras["per_class"].items():
+        t = check.tflite["per_class"][name]
+        change = 100.0 * (t["recall"] - k["recall"])
+        rows.append({"class": name, "support": k["support"], "keras_recall": k["recall"], "recall": t["recall"],
+                     "keras_f1": k["f1"], "f1": t["f1"], "recall_change_points": change})  # fmt: skip
+    return sorted(rows, key=lambda r: r["recall_change_points"])
+
+
+def class_change_lines(check: Verification, mode: str) -> list[str]:
+    """The per-class change as a small table for the conversion report, so a class the conversion hurts
+    stands out even when the overall accuracy barely moves."""
+    rows = class_changes(check)
+    shown = rows if len(rows) <= CLASS_ROWS else rows[:10]
+    width = max(len("class"), *(len(r["class"]) for r in shown))
+    lines = [
+        f"per class  recall, Keras -> {mode} (change in points), F1; "
+        + ("all classes, most hurt first" if shown is rows else f"the 10 most hurt of {len(rows)} classes"),
+        f"  {'class':<{width}}{'images':>8}{'Keras':>9}{mode:>9}{'change':>9}{'F1 Keras':>10}{mode + ' F1':>10}",
+    ]
+    for r in shown:
+        lines.append(
+            f"  {r['class']:<{width}}{r['support']:>8,}{r['keras_recall']:>9.4f}{r['recall']:>9.4f}"
+            f"{r['recall_change_points'] + 0.0:>+9.2f}{r['keras_f1']:>10.4f}{r['f1']:>10.4f}"
+        )
+    return lines
+
+
 # Ops that convert at the float edges of a model whose I/O is float32 by request
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 

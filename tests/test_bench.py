@@ -208,3 +208,30 @@ def test_against_float32_rows_name_their_runtime():
     assert len(rows) == 2
     assert "| runtime |" in section
     assert any("| ai_edge_litert " in r for r in rows) and any("| tflite_runtime " in r for r in rows)
+
+
+def test_per_class_recall_with_data(quick_report):
+    from tests.conftest import COLOURS
+
+    report = json.loads((quick_report / "report.json").read_text())
+    for row in report["rows"]:
+        recall = row["recall_per_class"]
+        assert list(recall) == list(COLOURS)
+        assert np.mean(list(recall.values())) == pytest.approx(row["macro_recall"])
+        assert min(recall.values()) > 0.8
+    md = (quick_report / "report.md").read_text()
+    section = md.split("## Recall per class")[1].split("\n## ")[0].strip().splitlines()
+    assert section[2] == "| class | tiny_float32.tflite | tiny_int8.tflite |"  # one column per file, not per thread
+    assert [line.split("|")[1].strip() for line in section[4:]] == list(COLOURS)
+
+
+def test_recall_table_marks_each_models_weakest_class():
+    rows = [
+        {"model": "m/a_float32.tflite", "threads": 1, "recall_per_class": {"cat": 0.9, "dog": 0.5}},
+        {"model": "m/a_float32.tflite", "threads": 2, "recall_per_class": {"cat": 0.9, "dog": 0.5}},
+        {"model": "m/a_int8.tflite", "threads": 1, "recall_per_class": {"cat": 0.4, "dog": 0.55}},
+    ]
+    lines = report_mod.recall_table(rows)
+    assert lines[3] == "| class | a_float32.tflite | a_int8.tflite |"
+    assert lines[5:] == ["| cat | 90.00% | **40.00%** |", "| dog | **50.00%** | 55.00% |"]
+    assert report_mod.recall_table([{"model": "x.tflite", "threads": 1}]) == []  # no --data: no section

@@ -131,3 +131,34 @@ def test_flip_shift_tta_weights_six_views_and_stays_integer_only(tiny_keras_mode
     assert ops["float_ops"] == [] and "MIRROR_PAD" in ops["types"]
     # six views share one copy of the weights (six copies would be over 5x the plain file)
     assert path.stat().st_size < 2 * len(to_tflite(model, mode, io, x[:20]))
+
+
+def test_per_class_change_shows_the_class_a_conversion_hurts():
+    from convert.verify import Verification, class_change_lines, class_changes
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    keras_pred = y.copy()
+    int8_pred = np.array([0, 0, 0, 0, 1, 1, 0, 0, 2, 2])  # two 'green' images become 'red'
+    labels = ("red", "green", "blue")
+    check = Verification(
+        keras=metrics.classification_report(np.eye(3)[keras_pred], y, labels),
+        tflite=metrics.classification_report(np.eye(3)[int8_pred], y, labels),
+        agreement=0.8,
+        runtime="test",
+        n=10,
+        ops={},
+    )
+    rows = class_changes(check)
+    assert [r["class"] for r in rows] == ["green", "red", "blue"]  # most hurt first
+    assert rows[0]["recall_change_points"] == pytest.approx(-50.0) and rows[0]["f1"] == pytest.approx(2 / 3)
+    assert rows[1]["recall_change_points"] == 0.0 and rows[1]["f1"] == pytest.approx(2 * (4 / 6) / (4 / 6 + 1))
+    lines = class_change_lines(check, "int8")
+    assert lines[0].startswith("per class  recall, Keras -> int8")
+    assert lines[2].split() == ["green", "4", "1.0000", "0.5000", "-50.00", "1.0000", "0.6667"]
+    assert lines[4].split() == ["blue", "2", "1.0000", "1.0000", "+0.00", "1.0000", "1.0000"]
+
+    many = tuple(f"c{i:02d}" for i in range(25))
+    y = np.arange(50) % 25
+    wide = Verification(*(metrics.classification_report(np.eye(25)[y], y, many) for _ in range(2)), 1.0, "t", 50, {})
+    assert "the 10 most hurt of 25 classes" in class_change_lines(wide, "int8")[0]
+    assert len(class_change_lines(wide, "int8")) == 12
