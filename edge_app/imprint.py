@@ -1,19 +1,20 @@
 """Weight imprinting: a classifier head built from the embeddings of a few pictures per class, in numpy.
 
-replace: the taught classes alone, scored by cosine similarity to each class's mean direction (the
-embeddings centred on the classes' mean first, as SimpleShot's CL2N), times a fixed temperature.
+Each class is kept as the sum and count of its pictures' embeddings; `head.Head` scores from their means.
+
+replace: the taught classes alone, by cosine similarity to each class's centred mean.
 
 extend: the base classes keep the base model's own logits; each taught class gets a row of the base head's
-kind, a dense layer on the raw embedding, scaled to the base rows' mean norm (our heads are biased dense
-layers, some with scaled logits; they are not cosine classifiers). Imprinted rows alone would outscore the
-base classes everywhere: the embeddings after a ReLU share a large common part, which trained rows cancel
-and an imprinted mean does not. So each new row's bias is set from its own pictures: low enough that
-`COVER` of the taught pictures' views score above the best base class, and no lower.
+kind, a dense layer on the raw embedding scaled to the base rows' mean norm (our heads are biased dense
+layers, some with scaled logits, not cosine classifiers). Imprinted rows with the base's mean bias would
+outscore the base classes almost everywhere: ReLU embeddings share a large common part, which trained rows
+cancel and an imprinted mean does not. So each new row's bias is calibrated on its own pictures: the highest
+bias at which `COVER` of their views still score above the best base class.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from edge_app.errors import TeachError
 from edge_app.head import Head
 from edge_app.tflite_graph import HeadSite
 
-TEMPERATURE = 16.0  # replace mode: logits = 16 x cosine
 COVER = 0.8  # extend mode: the share of the taught views each new class must win against the base classes
 
 
@@ -41,10 +41,6 @@ class BaseHead:
     def of_head(cls, head: Head) -> BaseHead:
         """From a taught model, which kept them."""
         return cls(head.base_norm, head.base_bias)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def check_labels(labels: list[str], mode: str, base_labels: tuple[str, ...], prior: Head | None) -> None:
@@ -77,19 +73,13 @@ def fit(
 ) -> Head:
     """The head for `embeddings` {label: (embedding (n, views, dim), base logits (n, views, classes))}, added to
     what `prior` (a taught base's head) already knows."""
-    dim = next(iter(embeddings.values()))[0].shape[-1]
     labels = list(prior.labels) if prior is not None else []
-    sums = [row for row in prior.sums] if prior is not None else []
+    sums = list(prior.sums) if prior is not None else []
     shots = list(prior.shots) if prior is not None else []
-    if prior is not None:
-        center = prior.center
-    elif mode == "replace":  # the mean of the class means: no class dominates the centre
-        center = np.mean([emb.reshape(-1, dim).mean(axis=0) for emb, _ in embeddings.values()], axis=0)
-    else:
-        center = np.zeros(dim)
+    bias = list(prior.bias) if prior is not None else []
     for label, (emb, _) in embeddings.items():
-        views = emb.shape[1]
-        total = _unit(emb - center).sum(axis=(0, 1)) / views  # one image counts once, whatever its views
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+        total = unit.mean(axis=1).sum(axis=0)  # one picture counts once, however many views the model runs
         if label in labels:
             i = labels.index(label)
             sums[i], shots[i] = sums[i] + total, shots[i] + len(emb)
@@ -97,28 +87,28 @@ def fit(
             labels.append(label)
             sums.append(total)
             shots.append(len(emb))
-    directions = _unit(np.stack(sums))
-    if mode == "replace":
-        weights, bias = TEMPERATURE * directions, np.zeros(len(labels))
-    else:
-        weights = base.norm * directions
-        bias = np.array(prior.bias if prior is not None else [], dtype=np.float64)
-        bias = np.concatenate([bias, np.full(len(labels) - len(bias), base.bias)])
-        for label, (emb, logits) in embeddings.items():
-            i = labels.index(label)
-            margin = emb @ weights[i] + base.bias - logits.max(axis=-1)  # against the best base class, per view
-            bias[i] = base.bias - float(np.quantile(margin, 1.0 - COVER))
-    return Head(
+            bias.append(base.bias if mode == "extend" else 0.0)
+    head = Head(
         mode=mode,
         labels=tuple(labels),
         base_labels=base_labels,
-        weights=weights.astype(np.float32),
-        bias=bias.astype(np.float32),
-        center=np.asarray(center, dtype=np.float32),
-        normalize=mode == "replace",
         sums=np.stack(sums).astype(np.float32),
         shots=tuple(shots),
+        bias=np.asarray(bias, dtype=np.float32),
         view_weights=tuple(view_weights),
         base_norm=base.norm,
         base_bias=base.bias,
     )
+    return head if mode == "replace" else _calibrate(head, embeddings)
+
+
+def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Head:
+    """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class
+    (the taught classes' scores move together with the bias, so their order among themselves is kept)."""
+    bias = head.bias.copy()
+    for label, (emb, logits) in embeddings.items():
+        i = head.labels.index(label)
+        own = head.taught_logits(emb.astype(np.float32))[..., i] - head.bias[i]
+        margin = own - logits.max(axis=-1)  # per view, against the best base class
+        bias[i] = -float(np.quantile(margin, 1.0 - COVER))
+    return replace(head, bias=bias.astype(np.float32))

@@ -125,7 +125,7 @@ def _base(config: TeachConfig) -> tuple[ModelInfo, bool]:
     return info, known
 
 
-def _expose(base: Path, n_labels: int) -> tuple[bytes, imprint.BaseHead]:
+def expose_base(base: Path, n_labels: int) -> tuple[bytes, imprint.BaseHead]:
     """The base's flatbuffer with [embedding, logits] as outputs, and its head's weight statistics."""
     try:
         data = metadata.strip_embedded(base.read_bytes())
@@ -162,7 +162,7 @@ def teach(config: TeachConfig) -> TeachResult:
     info, known = _base(config)
     prior = info.head
     if prior is None:
-        content, base_head = _expose(config.base, len(info.labels))
+        content, base_head = expose_base(config.base, len(info.labels))
         base_labels = info.labels if known else ()
     else:  # a taught model: its file already exposes the embedding, and its head keeps what the base was
         content = metadata.strip_embedded(config.base.read_bytes())

@@ -1,0 +1,241 @@
+"""`edgeclf teach` on our shipped models (device tests: the edge extra only): the exposed embedding, both modes,
+teaching onto a taught model, and its bad inputs. Third-party bases built with Keras are in test_teach_foreign."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app import contract, metadata, preprocess, tflite_graph
+from edge_app.classifier import Classifier
+from edge_app.errors import MetadataError, TeachError
+from edge_app.teach import TeachConfig, main, teach
+
+ROOT = Path(__file__).resolve().parent
+CIFAR1000 = ROOT / "data" / "cifar10-test-1000"
+
+pytestmark = pytest.mark.device
+
+
+def pattern(kind: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """A BGR picture the CIFAR models never saw: stripes or a checkerboard, random period, phase and colours."""
+    period = int(rng.integers(3, 7))
+    yy, xx = np.mgrid[0:size, 0:size]
+    offset = int(rng.integers(0, period))
+    if kind == "stripes":
+        on = ((xx + offset) // period) % 2 == 0
+    else:
+        on = (((xx + offset) // period) + ((yy + offset) // period)) % 2 == 0
+    a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    image = np.where(on[..., None], a, b).astype(np.uint8)
+    return image
+
+
+def write_patterns(root: Path, per_label: int, seed: int, kinds: tuple[str, ...] = ("stripes", "checker")) -> Path:
+    rng = np.random.default_rng(seed)
+    for kind in kinds:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_label):
+            cv2.imwrite(str(root / kind / f"{i:03d}.png"), pattern(kind, rng))
+    return root
+
+
+def cifar_folder(root: Path, labels: dict[str, str], start: int, count: int) -> Path:
+    """<root>/<new label>/ holding `count` test images of a CIFAR class from the committed 1,000."""
+    for new, cifar in labels.items():
+        (root / new).mkdir(parents=True, exist_ok=True)
+        for path in sorted((CIFAR1000 / cifar).iterdir())[start : start + count]:
+            shutil.copy2(path, root / new / path.name)
+    return root
+
+
+def predict_files(cls: Classifier, folder: Path) -> list[str]:
+    images = [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
+    x = np.stack([preprocess.prepare(image, cls.spec, "BGR") for image in images])
+    return [cls.labels[i] for i in cls.predict(x).argmax(axis=1)]
+
+
+def test_exposed_outputs_reproduce_the_base_model(shipped_models):
+    """The rewritten file's logits, softmaxed per view and averaged with the views' weights, are the base
+    model's own output (the default runs 2 views, airbench_tiny 6 with unequal weights)."""
+    from edge_app.head import Head
+
+    for name in ("default", "airbench_tiny_int8", "resnet8_float16"):
+        base = Classifier(shipped_models[name])
+        model = tflite_graph.load(metadata.strip_embedded(shipped_models[name].read_bytes()))
+        site = tflite_graph.find_head(model)
+        content = tflite_graph.expose(model, [site.embedding, site.logits], ["embedding", "logits"])
+        exposed = Classifier(shipped_models[name], content=content, info=base.info)
+        x = np.stack([preprocess.prepare(cv2.imread(str(p)), base.spec) for p in sorted(CIFAR1000.glob("*/00*.jpg"))])
+        emb, logits = exposed.outputs(x, per_view=True)
+        views = {"default": 2, "airbench_tiny_int8": 6, "resnet8_float16": 1}[name]
+        assert emb.shape == (len(x), views, site.dim) and logits.shape == (len(x), views, 10)
+        weights = {2: (0.5, 0.5), 6: (0.25, 0.25, 0.125, 0.125, 0.125, 0.125), 1: (1.0,)}[views]
+        # an extend head whose one new class can never win: the probabilities are the base classes' alone
+        never = Head(
+            mode="extend", labels=("never",), base_labels=base.labels, sums=np.ones((1, site.dim), np.float32),
+            shots=(1,), bias=np.array([-1e4], np.float32), view_weights=weights, base_norm=1.0, base_bias=0.0,
+        )
+        ours = never.probabilities(emb, logits)[:, :10]
+        theirs = base.predict(x)
+        gap = np.abs(ours - theirs)  # the int8 softmax and mean round to steps of 1/256; ours are float
+        assert gap.max() < 0.04 and gap.mean() < 0.003, (name, gap.max(), gap.mean())
+        assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.97
+
+
+def test_replace_mode_learns_new_classes(shipped_models, tmp_path, capsys):
+    data = write_patterns(tmp_path / "data", per_label=10, seed=1)
+    held_out = write_patterns(tmp_path / "held", per_label=20, seed=2)
+    out = tmp_path / "taught.tflite"
+    assert main([str(shipped_models["default"]), "--data", str(data), "--out", str(out), "--shots", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "taught 2 label(s) (checker 5, stripes 5 picture(s)) in replace mode" in printed
+    taught = Classifier(out)
+    assert taught.labels == ("checker", "stripes")
+    embedded = json.loads(metadata.sidecar_path(out).read_text())
+    assert embedded["schema"] == 2 and embedded["head"]["mode"] == "replace" and embedded["head"]["shots"] == [5, 5]
+    assert metadata.read_embedded(out).head is not None  # in the file too, not only the sidecar
+    for kind in ("checker", "stripes"):
+        predicted = predict_files(taught, held_out / kind)
+        assert predicted.count(kind) / len(predicted) >= 0.85, (kind, predicted)
+    # the original model is untouched and still schema 1
+    assert json.loads(metadata.sidecar_path(shipped_models["default"]).read_text())["schema"] == 1
+
+
+def test_extend_mode_adds_classes_and_keeps_the_base_ones(shipped_models, tmp_path):
+    data = write_patterns(tmp_path / "data", per_label=10, seed=1)
+    held_out = write_patterns(tmp_path / "held", per_label=20, seed=2)
+    out = tmp_path / "extended.tflite"
+    result = teach(TeachConfig(shipped_models["default"], data, out, mode="extend"))
+    base = Classifier(shipped_models["default"])
+    taught = Classifier(out)
+    assert taught.labels == (*base.labels, "checker", "stripes") == result.labels
+    for kind in ("checker", "stripes"):
+        predicted = predict_files(taught, held_out / kind)
+        assert predicted.count(kind) / len(predicted) >= 0.8, (kind, predicted)
+    # the base classes: the same answers as the base model on (nearly) every CIFAR picture
+    agree = total = 0
+    for folder in sorted(CIFAR1000.iterdir()):
+        if folder.is_dir():
+            ours, theirs = predict_files(taught, folder)[:30], predict_files(base, folder)[:30]
+            agree += sum(a == b for a, b in zip(ours, theirs))
+            total += len(ours)
+    assert agree / total >= 0.97, (agree, total)
+
+
+def test_teaching_onto_a_taught_model_adds_labels_and_shots(shipped_models, tmp_path):
+    first = teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "d1", 4, 1), tmp_path / "a.tflite"))
+    more = write_patterns(tmp_path / "d2", 3, 5, kinds=("stripes", "dots"))
+    for i in range(3):
+        image = np.full((32, 32, 3), 40, np.uint8)
+        cv2.circle(image, (16, 16), 6 + i, (255, 255, 255), -1)
+        cv2.imwrite(str(more / "dots" / f"{i:03d}.png"), image)
+    second = teach(TeachConfig(first.out, more, tmp_path / "b.tflite"))
+    head = second.info.head
+    assert head.labels == ("checker", "stripes", "dots") and head.shots == (4, 7, 3)
+    assert Classifier(tmp_path / "b.tflite").labels == ("checker", "stripes", "dots")
+    # the same file structure: no second rewrite of an already exposed graph
+    assert len(Classifier(tmp_path / "b.tflite").interpreter.get_output_details()) == 2
+    with pytest.raises(TeachError, match="taught in replace mode"):
+        teach(TeachConfig(first.out, more, tmp_path / "c.tflite", mode="extend"))
+
+
+def test_shots_and_seed_choose_the_pictures(shipped_models, tmp_path):
+    data = write_patterns(tmp_path / "data", per_label=12, seed=1)
+    (data / "stripes" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    picked = {
+        seed: teach(TeachConfig(shipped_models["default"], data, tmp_path / f"s{seed}.tflite", shots=3, seed=seed))
+        for seed in (0, 1)
+    }
+    assert picked[0].shots == {"checker": 3, "stripes": 3}
+    assert not np.allclose(picked[0].info.head.sums, picked[1].info.head.sums)
+    every = teach(TeachConfig(shipped_models["default"], data, tmp_path / "all.tflite"))
+    assert every.shots == {"checker": 12, "stripes": 12} and every.skipped == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: (root / "a").mkdir(parents=True) or (root / "b").mkdir() or root, "has no files"),
+        (lambda root: root.mkdir() or (root / "x.jpg").write_bytes(b"x") and root / "x.jpg", "is not a folder"),
+        (lambda root: write_patterns(root, 1, 0, kinds=("only",)), "replace mode needs at least two classes"),
+    ],
+    ids=["empty label folder", "a single image", "one class"],
+)
+def test_bad_data_is_one_line(shipped_models, tmp_path, capsys, make, message):
+    data = make(tmp_path / "data")
+    code = main([str(shipped_models["default"]), "--data", str(data), "--out", str(tmp_path / "o.tflite")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_a_label_the_base_was_trained_on_is_refused_in_extend_mode(shipped_models, tmp_path, capsys):
+    data = cifar_folder(tmp_path / "data", {"cat": "cat", "kitten": "cat"}, 0, 3)
+    code = main([str(shipped_models["default"]), "--data", str(data), "--out", str(tmp_path / "o.tflite"),
+                 "--mode", "extend"])
+    err = capsys.readouterr().err
+    assert code == 1 and "label(s) cat are classes the base model was trained on" in err
+    # replace mode may reuse the name: the new model knows only what it is taught
+    assert teach(TeachConfig(shipped_models["default"], data, tmp_path / "r.tflite")).labels == ("cat", "kitten")
+
+
+def test_a_base_with_no_usable_embedding_is_one_line(tmp_path, capsys):
+    """A model whose output is not a classifier layer: an image-to-image model (the edge app's own test image
+    sizes a model like this one). Made with the flatbuffer schema, no Keras."""
+    # the default model with its outputs moved to the last conv: CONV_2D with a 3x3 kernel and a 3x3 map
+    from edge_app import shipped
+
+    model = tflite_graph.load(metadata.strip_embedded(shipped.DEFAULT_MODEL.read_bytes()))
+    graph = model.subgraphs[0]
+    conv = [op for op in graph.operators if tflite_graph._op_names(model)[op.opcodeIndex] == "CONV_2D"][-1]
+    graph.outputs = np.asarray([int(conv.outputs[0])], dtype=np.int32)
+    model.signatureDefs = []
+    path = tmp_path / "features.tflite"
+    path.write_bytes(tflite_graph.pack(model))
+    data = write_patterns(tmp_path / "data", 2, 0)
+    code = main([str(path), "--data", str(data), "--out", str(tmp_path / "o.tflite")])
+    err = capsys.readouterr().err
+    assert code == 1 and "has no usable embedding" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_not_a_model_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"TFL3 not really a flatbuffer" * 10)
+    data = write_patterns(tmp_path / "data", 2, 0)
+    code = main([str(bad), "--data", str(data), "--out", str(tmp_path / "o.tflite")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_older_reader_refuses_a_taught_model(shipped_models, tmp_path, monkeypatch):
+    """Schema 1 readers (every release before teach) refuse schema 2 instead of ignoring the head and reporting
+    the base's ten classes for a model that now scores two."""
+    out = tmp_path / "taught.tflite"
+    teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "data", 3, 0), out))
+    monkeypatch.setattr(contract, "READS", (1,))
+    with pytest.raises(MetadataError, match=r"unsupported metadata schema 2 \(this version reads 1\)"):
+        metadata.load_info(out)
+    # the release before this one: its check was `schema != 1`, and an untaught model is still written as 1
+    assert metadata.read_embedded(shipped_models["default"]).schema == 1
+    assert json.loads(metadata.sidecar_path(out).read_text())["schema"] == 2
+
+
+def test_the_taught_model_runs_in_run_and_doctor(shipped_models, tmp_path, capsys):
+    from edge_app import doctor, run
+
+    out = tmp_path / "taught.tflite"
+    teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "data", 5, 1), out, mode="extend"))
+    held = write_patterns(tmp_path / "held", 3, 7)
+    capsys.readouterr()
+    assert run.main(["--model", str(out), "--source", str(held / "stripes"), "--no-display", "--top-k", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 3 and all(line["top"][0]["label"] == "stripes" for line in lines)
+    assert doctor.main(["--model", str(out)]) in (0, 1)
+    assert "loads in" in capsys.readouterr().out
