@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.memory import peak_rss_mb  # noqa: F401 - also imported from here by the benchmarks
+
 
 def frame_640x480(seed: int = 0) -> np.ndarray:
     """A deterministic 640x480 BGR test frame (smooth gradients plus noise)."""
@@ -26,20 +27,6 @@ def frame_640x480(seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:480, 0:640]
     base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=2)
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB.
-
-    VmHWM belongs to this program's own address space; ru_maxrss would also count the parent's
-    size at fork time, which Linux carries across exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _tflite_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:

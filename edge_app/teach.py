@@ -9,7 +9,6 @@ a head imprinted from them (imprint) is stored in the new model's metadata. The 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from edge_app.datasets import class_names, list_files
 from edge_app.errors import MetadataError, TeachError
 from edge_app.head import MODES, Head
 from edge_app.labels import read_labels
+from edge_app.memory import peak_rss_mb
 from edge_app.runtime import RUNTIMES, load_interpreter
 from edge_app.sources import read_image
 from edge_app.tta import view_weights
@@ -249,7 +249,7 @@ def _main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     print(
         f"accuracy on the taught pictures {result.taught_accuracy:.1%}; {result.seconds:.2f} s, "
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        f"peak RSS {peak_rss_mb():.0f} MB"
     )
     return 0
 
