@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("benchmarks.cli", "latency / accuracy / size of .tflite models"),
     "serve": ("edge_app.web.serve", "web UI and JSON API on the device: upload, live view, history (needs [web])"),
     "teach": ("edge_app.teach", "teach a model new classes from a few pictures each, on the device (TFLite only)"),
+    "capture": ("edge_app.capturecmd", "save frames from a camera, video, stream or images into DIR/LABEL/ to teach"),
     "doctor": ("edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
 }
 
