@@ -85,6 +85,38 @@ def _call(cmd: list[str]) -> str:
     return done.stdout
 
 
+def cost(work: Path, data_dir: Path) -> dict[str, Any]:
+    """What teaching costs on a 224x224 MobileNet-class base: an int8 MobileNetV2 (1.0) that `edgeclf train`
+    builds (one epoch on 100 pictures: the weights do not matter for time and memory) taught 10 classes x 10
+    pictures in one process; and the peak RSS of classifying 640x480 frames with the base and the taught file."""
+    folder = work / "cost10"
+    classes = sorted(p.name for p in (data_dir / "test").iterdir() if p.is_dir())
+    for split, (start, count) in (("train", (0, 10)), ("test", (10, 5))):
+        for name in classes:
+            target = folder / split / name
+            target.mkdir(parents=True, exist_ok=True)
+            for path in sorted((data_dir / "test" / name).iterdir())[start : start + count]:
+                if not (target / path.name).exists():
+                    (target / path.name).symlink_to(path.resolve())
+    run, base = work / "mnv2", work / "mnv2_int8.tflite"
+    if not (run / "model.keras").is_file():
+        _call(["edgeclf", "train", "--data", str(folder), "--arch", "mobilenet_v2", "--image-size", "224",
+               "--weights", "none", "--epochs", "1", "--batch-size", "20", "--val-split", "0.1",
+               "--out", str(run), "--force"])
+    if not base.is_file():
+        _call(["edgeclf", "convert", str(run), "--quantize", "int8", "--out", str(base)])
+    taught = work / "mnv2_taught.tflite"
+    teach = teach_run(base, folder / "train", taught, 10, 0, "replace")
+    memory = {}
+    for name, model in (("base", base), ("taught", taught)):
+        out = _call([sys.executable, "-m", "benchmarks.probe", "--model", str(model), "--frames", "30",
+                     "--threads", "1"])
+        memory[name] = json.loads(out.strip().splitlines()[-1])
+    return {"base": str(base), "bytes": base.stat().st_size, "classes": 10, "pictures": 100, **teach,
+            "classify_rss_mb": {k: v["rss_mb"] for k, v in memory.items()},
+            "classify_frame_ms_p50": {k: v["frame_ms"]["p50"] for k, v in memory.items()}}
+
+
 def embed_test(base: Path, data_dir: Path, cache: Path) -> dict[str, np.ndarray]:
     """The test split's embeddings and base logits per view (cached), labels, and raw pixels."""
     classes = tuple(sorted(p.name for p in (data_dir / "test").iterdir() if p.is_dir()))
@@ -136,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=Path("runs/fewshot"), help="links, backbone, taught files")
     parser.add_argument("--base", type=Path, help="an 8-class backbone .tflite (default: train one in --work)")
     parser.add_argument("--draws", type=int, default=DRAWS)
+    parser.add_argument("--no-cost", action="store_true", help="skip the 224x224 MobileNetV2 cost measurement")
     return parser
 
 
@@ -180,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {"base": str(base), "base_labels": base_labels, "base_acc_before": base_before, "runs": rows,
-              "recipe": RECIPE, "machine": _machine()}
+              "recipe": RECIPE, "machine": _machine(), "cost": None if args.no_cost else cost(args.work, args.data_dir)}
     args.out.mkdir(parents=True, exist_ok=True)
     files.write_json(args.out / "fewshot.json", result)
     files.write_text(args.out / "fewshot.md", to_markdown(result))
@@ -257,6 +290,17 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{(new[0] - pix[0]) * 100:+.1f} pt | {after_text} | {e['teach_s'][0]:.2f} | {e['wall_s'][0]:.2f} | "
             f"{e['peak_rss_mb'][0]:.0f} |"
         )
+    c = result.get("cost")
+    if c:
+        rss, ms = c["classify_rss_mb"], c["classify_frame_ms_p50"]
+        lines += [
+            "",
+            f"Cost on a 224x224 MobileNetV2 base (int8, {c['bytes']:,} bytes): {c['classes']} classes x "
+            f"{c['pictures'] // c['classes']} pictures taught in {c['teach_s']:.2f} s ({c['wall_s']:.2f} s for the "
+            f"whole command, with Python's start), peak RSS {c['peak_rss_mb']} MB. Classifying 640x480 frames on "
+            f"1 thread: base {rss['base']:.1f} MB peak RSS, {ms['base']:.2f} ms p50; taught {rss['taught']:.1f} MB, "
+            f"{ms['taught']:.2f} ms p50.",
+        ]
     return "\n".join(lines) + "\n"
 
 

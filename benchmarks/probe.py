@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.memory import peak_rss_mb  # noqa: F401 - also imported from here by the benchmarks
+from edge_app.memory import peak_rss_mb
 
 
 def frame_640x480(seed: int = 0) -> np.ndarray:

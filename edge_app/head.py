@@ -59,7 +59,7 @@ class Head:
     labels: tuple[str, ...]
     base_labels: tuple[str, ...]
     sums: np.ndarray
-    shots: tuple[int, ...]
+    shots: tuple[float, ...]
     bias: np.ndarray
     view_weights: tuple[float, ...]
     base_norm: float
@@ -71,7 +71,7 @@ class Head:
         n = len(self.labels)
         if not n or self.sums.ndim != 2 or len(self.sums) != n or self.bias.shape != (n,) or len(self.shots) != n:
             raise MetadataError("head labels, sums, shots and bias disagree in length")
-        if any(s < 1 for s in self.shots):
+        if any(s <= 0 for s in self.shots):
             raise MetadataError("every taught class needs at least one picture")
         if self.mode == "extend" and not self.base_labels:
             raise MetadataError("an extend head needs the base model's labels")

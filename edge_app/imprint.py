@@ -103,12 +103,31 @@ def fit(
 
 
 def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Head:
-    """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class
-    (the taught classes' scores move together with the bias, so their order among themselves is kept)."""
+    """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class.
+
+    Each picture is scored by the class as taught without it (leave one out; with a single picture, each view
+    against the others): a picture always looks like a mean it is part of, and a bias set from that optimism
+    lets the class win nothing new. The taught classes' scores move together with the bias, so their order
+    among themselves is kept."""
     bias = head.bias.copy()
     for label, (emb, logits) in embeddings.items():
         i = head.labels.index(label)
-        own = head.taught_logits(emb.astype(np.float32))[..., i] - head.bias[i]
-        margin = own - logits.max(axis=-1)  # per view, against the best base class
-        bias[i] = -float(np.quantile(margin, 1.0 - COVER))
+        n, views = emb.shape[:2]
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+        margins = []
+        if n == 1 and views == 1:
+            groups = [(np.s_[0:1, 0:1], 0.0)]  # nothing to leave out: the picture against its own mean
+        elif n == 1:
+            groups = [(np.s_[0:1, v : v + 1], 1.0 / views) for v in range(views)]
+        else:
+            groups = [(np.s_[j : j + 1, :], 1.0) for j in range(n)]
+        for part, weight in groups:
+            left = unit[part].sum(axis=(0, 1)) / unit[part].shape[1] * weight
+            sums, shots = head.sums.copy(), list(head.shots)
+            sums[i] -= left
+            shots[i] -= weight
+            loo = replace(head, sums=sums, shots=tuple(shots)) if weight else head
+            own = loo.taught_logits(emb[part].astype(np.float32))[..., i] - head.bias[i]
+            margins.append((own - logits[part].max(axis=-1)).reshape(-1))
+        bias[i] = -float(np.quantile(np.concatenate(margins), 1.0 - COVER))
     return replace(head, bias=bias.astype(np.float32))
