@@ -3,6 +3,7 @@ classifier and an in-memory store: no model, no SQLite, no pages, no stream. And
 result, read by name."""
 
 import io
+import threading
 import typing
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from edge_app.live import FrameResult
 from edge_app.web import api
 from edge_app.web.app import flask_app
 from edge_app.web.config import WebConfig, WebContext
+from edge_app.web.feed import Answer
 from edge_app.web.store import Added, Entry, History
 
 pytest.importorskip("flask")
@@ -47,6 +49,12 @@ class FakeClassifier:
         self.seen.append(image_bgr.shape)
         return self.results.pop(0)
 
+    sha = "f00dfeed0000"
+    lock = threading.Lock()
+
+    def answer(self, image_bgr, live=False):
+        return Answer(self.classify(image_bgr, live), self.clf.path.name, self.sha)
+
 
 class MemoryHistory:
     """History's interface in a list, newest last."""
@@ -54,10 +62,10 @@ class MemoryHistory:
     def __init__(self):
         self.entries: list[Entry] = []
 
-    def add(self, image_bgr, source, label, confidence, top, model, filename=None):
+    def add(self, image_bgr, source, label, confidence, top, model, filename=None, model_sha=None):
         entry_id = len(self.entries) + 1
         thumb = f"{entry_id:032x}.jpg"
-        self.entries.append(Entry(entry_id, 0.0, source, filename, thumb, label, confidence, top, model))
+        self.entries.append(Entry(entry_id, 0.0, source, filename, thumb, label, confidence, top, model, model_sha))
         return Added(entry_id, thumb)
 
     def page(self, page=1, per_page=20, label=None):
@@ -105,6 +113,7 @@ def test_predict_answers_the_shared_fields_and_stores_the_row():
         "top": [{"label": "cat", "score": 0.8123}, {"label": "dog", "score": 0.1}],
         "inference_ms": 2.346,
         "model": "fake.tflite",
+        "model_sha": "f00dfeed0000",
         "thumb": f"{1:032x}.jpg",
     }
     assert shared.seen == [(8, 8, 3)]
@@ -164,6 +173,7 @@ def test_model_live_and_health():
     c, _, _ = client()
     assert c.get("/api/model").get_json() == {
         "file": "fake.tflite",
+        "sha256": "f00dfeed0000",
         "runtime": "fake-runtime",
         "labels": ["cat", "dog"],
         "quantization": "int8",

@@ -23,15 +23,13 @@ NO_FEED = "the server runs without a camera source (start it with --source)"
 def predict_upload(ctx: WebContext, data: bytes, filename: str | None) -> dict[str, Any]:
     """Decode, classify and store an upload; the JSON of /api/predict. BadUpload for a bad image."""
     with decoded(data, ctx.config.max_pixels) as image:  # its memory counted until the thumbnail is stored
-        result = ctx.shared.classify(image)
+        result, model, sha = ctx.shared.answer(image)
         shown = frame_json(result, uncertain=True, inference_ms=True)
         original = Path(filename).name[:200] if filename else None  # shown only; files get server names
-        added = ctx.history.add(
-            image, "upload", shown["label"], result.top[0][1], shown["top"], ctx.model_name, original
-        )
+        added = ctx.history.add(image, "upload", shown["label"], result.top[0][1], shown["top"], model, original, sha)
     if ctx.config.on_upload is not None:
         ctx.config.on_upload(shown["label"], float(result.top[0][1]), shown["top"])
-    return {"id": added.id, **shown, "model": ctx.model_name, "thumb": added.thumb}
+    return {"id": added.id, **shown, "model": model, "model_sha": sha, "thumb": added.thumb}
 
 
 def upload_from_request() -> tuple[bytes, str | None]:
@@ -62,8 +60,10 @@ def paging(config: WebConfig) -> tuple[int, int, str | None]:
 
 def model_card(ctx: WebContext) -> dict[str, Any]:
     """The model's file name, runtime and metadata (labels, input, quantisation...)."""
-    info = ctx.shared.clf.info
-    return {"file": ctx.model_name, "runtime": str(ctx.shared.clf.runtime), **info.to_dict()}
+    shared = ctx.shared
+    with shared.lock:  # a swap changes both together
+        clf, sha = shared.clf, shared.sha
+    return {"file": clf.path.name, "sha256": sha, "runtime": str(clf.runtime), **clf.info.to_dict()}
 
 
 def _cell(value: Any) -> Any:

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.errors import require
-from edge_app.web import api, auth, pages, stream
+from edge_app.web import api, auth, modelroutes, pages, reviewroutes, stream, teachroutes
 from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, OPEN_ENDPOINTS, TOKEN_COOKIE, token_problem
 from edge_app.web.config import WebConfig, WebContext
+from edge_app.web.deploy import Deployer
 from edge_app.web.feed import LiveFeed, SharedClassifier
 from edge_app.web.forms import MAX_FORM_FIELD, MAX_FORM_PARTS, request_class
 from edge_app.web.responses import register_errors, size_text, without_paths
 from edge_app.web.store import History
+from edge_app.web.teaching import Teaching
 
 __all__ = [  # what callers imported from this module before it was split
     "LOOPBACK_NAMES",
@@ -48,18 +50,36 @@ def flask_app(config: WebConfig) -> Any:
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD
     app.request_class = request_class(flask)
     app.jinja_env.globals["csp_nonce"] = auth.csp_nonce  # the pages' inline scripts carry it; auth's policy names it
+    app.jinja_env.globals["has_page"] = lambda endpoint: endpoint in app.view_functions  # a test app has some pages
     register_errors(app, config)
     return app
 
 
-def create_app(shared: SharedClassifier, history: History, config: WebConfig, feed: LiveFeed | None = None) -> Any:
+def create_app(
+    shared: SharedClassifier,
+    history: History,
+    config: WebConfig,
+    feed: LiveFeed | None = None,
+    deploy: Deployer | None = None,
+    teaching: Teaching | None = None,
+) -> Any:
     """Build the Flask application around a shared classifier, a history store and an optional feed.
 
+    `deploy` changes the model in force (default: uploads kept in models/ beside the database) and
+    `teaching` holds the teach folder (default: teach/ beside the database, taught models in taught/).
+    The Deployer is `app.extensions["edgeclf_deploy"]` (serve's SIGHUP reloads through it).
     ValueError for a token unfit to guard the server (auth.register checks it)."""
     app = flask_app(config)
-    ctx = WebContext(shared, history, config, feed)
+    here = history.path.parent
+    deploy = deploy or Deployer(shared, here / "models")
+    teaching = teaching or Teaching(here / "teach", here / "taught", deploy)
+    ctx = WebContext(shared, history, config, feed, deploy, teaching)
     auth.register(app, config)
     pages.register(app, ctx)
     api.register(app, ctx)
     stream.register(app, ctx)
+    modelroutes.register(app, ctx)
+    teachroutes.register(app, ctx)
+    reviewroutes.register(app, ctx)
+    app.extensions["edgeclf_deploy"] = deploy
     return app

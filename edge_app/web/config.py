@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_app.web.uploads import MAX_PIXELS
 
 if TYPE_CHECKING:  # the pieces take anything with these interfaces (the tests pass fakes)
+    from edge_app.web.deploy import Deployer
     from edge_app.web.feed import LiveFeed, SharedClassifier
     from edge_app.web.store import History
+    from edge_app.web.teaching import Teaching
 
 
 @dataclass(frozen=True)
@@ -26,16 +29,20 @@ class WebConfig:
     max_viewers: int = 2  # MJPEG streams at once: each holds a request thread for as long as it is watched
     # told of each classified upload: label, top score, top-k (serve --mqtt publishes it as an event)
     on_upload: Callable[[str, float, list[dict[str, Any]]], None] | None = None
+    review_dir: Path | None = None  # the frames `run --collect DIR` saved, for the Review page (None: history only)
 
 
 @dataclass(frozen=True)
 class WebContext:
-    """The shared state the routes of every piece use; `feed` is None without a camera source."""
+    """The shared state the routes of every piece use; `feed` is None without a camera source. `deploy`
+    changes the model in force and `teach` holds the teach folder (create_app makes both when not given)."""
 
     shared: SharedClassifier
     history: History
     config: WebConfig
     feed: LiveFeed | None = None
+    deploy: Deployer = None  # type: ignore[assignment]
+    teach: Teaching = None  # type: ignore[assignment]
 
     @property
     def model_name(self) -> str:

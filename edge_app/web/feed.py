@@ -1,17 +1,21 @@
 """One classifier shared by the web requests and the camera loop, and the live camera feed.
 
 The lock is held for a single inference, so a request never waits for more than one camera
-frame's inference and the camera loop never waits for more than one request's.
+frame's inference and the camera loop never waits for more than one request's. The same lock
+guards the swap to another model (Learn, POST /api/model, SIGHUP): the next frame of every caller
+uses the new one, and each result names the model that made it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,19 +32,59 @@ from edge_app.sources import FrameSource
 log = logging.getLogger(__name__)
 
 
+SHA_CHARS = 12  # of the model file's SHA-256 kept in the history: enough to tell two files apart
+
+
+def file_sha(path: Path) -> str | None:
+    """The first SHA_CHARS hex digits of the file's SHA-256; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()[:SHA_CHARS]
+
+
+class Answer(NamedTuple):
+    """A classified frame and the model that answered: its file name and SHA-256 prefix."""
+
+    result: FrameResult
+    model: str
+    model_sha: str | None
+
+
 class SharedClassifier:
     """A Classifier behind a lock, with one FrameStep per caller kind (uploads are not smoothed)."""
 
-    def __init__(self, clf: Classifier, top_k: int = 5, threshold: float = 0.5) -> None:
-        self.clf = clf
+    def __init__(self, clf: Classifier, top_k: int = 5, threshold: float = 0.5, sha: str | None = None) -> None:
         self.lock = threading.Lock()
         self.threshold = threshold
-        self._upload = FrameStep(clf, top_k, threshold, smooth=1)
-        self._live = FrameStep(clf, top_k, threshold, smooth=5)
+        self.top_k = top_k
+        self._install(clf, sha if sha is not None else file_sha(clf.path))
+
+    def _install(self, clf: Classifier, sha: str | None) -> None:
+        self.clf, self.sha = clf, sha
+        self._upload = FrameStep(clf, self.top_k, self.threshold, smooth=1)
+        self._live = FrameStep(clf, self.top_k, self.threshold, smooth=5)  # a new model starts a new average
+
+    def swap(self, clf: Classifier, sha: str | None = None) -> Classifier:
+        """Use `clf` from the next frame on; the classifier it replaces."""
+        sha = sha if sha is not None else file_sha(clf.path)  # read before the lock: a frame never waits on it
+        with self.lock:
+            old = self.clf
+            self._install(clf, sha)
+        return old
 
     def classify(self, image_bgr: np.ndarray, live: bool = False) -> FrameResult:
+        return self.answer(image_bgr, live).result
+
+    def answer(self, image_bgr: np.ndarray, live: bool = False) -> Answer:
+        """The result and the model that made it, read under the same lock (a swap cannot fall between)."""
         with self.lock:
-            return (self._live if live else self._upload)(image_bgr)
+            result = (self._live if live else self._upload)(image_bgr)
+            return Answer(result, self.clf.path.name, self.sha)
 
 
 # frames in a row that fail to classify or encode before the feed gives up (a single bad frame is skipped)
@@ -70,6 +114,7 @@ class LiveFeed:
         self.on_give_up = on_give_up  # called when a live source failed for good (serve then exits 1)
         self._history_warned = -math.inf
         self.jpeg: bytes | None = None
+        self.image: np.ndarray | None = None  # the newest frame as the camera gave it (the Teach page saves it)
         self.result: FrameResult | None = None
         self.fps = 0.0
         self.frames = 0
@@ -119,7 +164,7 @@ class LiveFeed:
 
     def _show(self, frame: Any, cv2: Any) -> None:
         """Classify one frame, publish its annotated JPEG, and sample it to the history when due."""
-        result = self.shared.classify(frame.for_model, live=True)
+        result, model, sha = self.shared.answer(frame.for_model, live=True)
         self.notifier.frame()
         now = time.monotonic()
         rate = 1.0 / max(now - self._last, 1e-6)
@@ -128,15 +173,17 @@ class LiveFeed:
         shown = annotate(frame.image, result.top, result.uncertain, result.infer_ms, self.fps)
         ok, data = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, 80])
         with self._cond:
-            self.result, self.frames = result, self.frames + 1
+            self.result, self.image, self.frames = result, frame.image, self.frames + 1
             if ok:
                 self.jpeg = data.tobytes()
             self._cond.notify_all()
         if self.history is not None and self.sample_every and now - self._last_sample >= self.sample_every:
             self._last_sample = now
-            shown, model = frame_json(result), self.shared.clf.path.name
+            shown = frame_json(result)
             try:
-                self.history.add(frame.image, "live", shown["label"], result.top[0][1], shown["top"], model)
+                self.history.add(
+                    frame.image, "live", shown["label"], result.top[0][1], shown["top"], model, model_sha=sha
+                )
             except EdgeClfError as exc:  # a full disk: the live view goes on; said once a minute
                 if now - self._history_warned >= 60:
                     self._history_warned = now
@@ -147,6 +194,12 @@ class LiveFeed:
         with self._cond:
             self._cond.wait_for(lambda: self.frames > after or self._stop.is_set(), timeout)
             return self.jpeg, self.frames
+
+    def wait_image(self, after: int, timeout: float = 2.0) -> tuple[np.ndarray | None, int]:
+        """The newest camera frame (unannotated) once a frame newer than `after` exists (or the timeout passed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.frames > after or self._stop.is_set(), timeout)
+            return self.image, self.frames
 
     def state(self) -> dict[str, Any]:
         """What the Live page and /api/live show: the source, frame count, FPS, the latest label and top-k

@@ -19,11 +19,11 @@ def register(app: Any, ctx: WebContext) -> None:
     """Add the pages' routes to `app` (their templates link to the API's and the stream's routes too)."""
     flask = require("flask", "web")
     request = flask.request
-    history, feed, model_name = ctx.history, ctx.feed, ctx.model_name
+    history, feed = ctx.history, ctx.feed
 
     @app.get("/")
     def classify_page() -> Any:
-        return flask.render_template("classify.html", page="classify", result=None, model=model_name)
+        return flask.render_template("classify.html", page="classify", result=None, model=ctx.model_name)
 
     @app.post("/")
     def classify_form() -> Any:
@@ -32,10 +32,10 @@ def register(app: Any, ctx: WebContext) -> None:
             result = predict_upload(ctx, data, name)
         except BadUpload as exc:
             return flask.render_template(
-                "classify.html", page="classify", result=None, model=model_name, message=without_paths(str(exc))
+                "classify.html", page="classify", result=None, model=ctx.model_name, message=without_paths(str(exc))
             ), getattr(exc, "status", 400)
         return flask.render_template(
-            "classify.html", page="classify", result=result, model=model_name, threshold=ctx.shared.threshold
+            "classify.html", page="classify", result=result, model=ctx.model_name, threshold=ctx.shared.threshold
         )
 
     @app.get("/history")

@@ -25,12 +25,15 @@ from edge_app.mqttopts import MqttSettings
 from edge_app.run import default_model
 from edge_app.runtime import RUNTIMES
 from edge_app.shipped import DEFAULT_MODEL
-from edge_app.sources import CameraSettings, parse_source
+from edge_app.sources import CameraSettings, OpenCVSource, parse_source
 from edge_app.web.app import create_app
 from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, token_problem
 from edge_app.web.config import WebConfig
+from edge_app.web.deploy import Deployer
 from edge_app.web.feed import LiveFeed, SharedClassifier
+from edge_app.web.looping import LoopingVideo
 from edge_app.web.store import History
+from edge_app.web.teaching import Teaching
 from edge_app.web.uploads import MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -73,6 +76,8 @@ class ServeConfig:
     camera: CameraSettings = CameraSettings()
     retries: int = 5
     mqtt: MqttSettings | None = None  # None: no --mqtt
+    teach_data: Path | None = None  # None: teach/ beside the history database
+    review_dir: Path | None = None  # the --collect folder of `run`; None: the Review page shows the history only
 
 
 def default_db() -> Path:
@@ -116,6 +121,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         f"--token-file, ${TOKEN_ENV} is used when set. Make one with: {TOKEN_RECIPE} > FILE",
     )
     parser.add_argument("--db", type=Path, help=f"history database (default {default_db()})")
+    parser.add_argument(
+        "--teach-data",
+        type=Path,
+        metavar="DIR",
+        help="the Teach page's folder of <label>/<pictures> (default: teach/ beside the history database; "
+        "taught models go to taught/ there, uploaded ones to models/)",
+    )
+    parser.add_argument(
+        "--review-dir",
+        type=Path,
+        metavar="DIR",
+        help="the folder `edgeclf run --collect DIR` saves uncertain frames to: the Review page shows them "
+        "(default: none, the Review page shows the history rows only)",
+    )
     parser.add_argument(
         "--max-upload-mb",
         type=finite_float,
@@ -234,6 +253,8 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
         camera=camera,
         retries=args.retries,
         mqtt=mqttopts.settings(parser, args, environ),  # a bad broker URL: one line, exit 1
+        teach_data=args.teach_data,
+        review_dir=args.review_dir,
     )
 
 
@@ -251,14 +272,20 @@ def make_app(
     if token is None and not is_loopback(config.host):
         token = secrets.token_urlsafe(18)
         log.log(logs.NOTICE, "binding %s: requests need the token %s", config.host, token)
-    clf = Classifier(config.model or default_model(), config.labels, config.runtime)
+    model = config.model or default_model()
+    clf = Classifier(model, config.labels, config.runtime)
     if publisher is not None:  # before the camera opens: a broker that cannot be used stops the start here
         publisher.start(clf.path.name, clf.labels)
     shared = SharedClassifier(clf, config.top_k, config.threshold)
     history = History(config.db or default_db(), max_live_rows=config.history_max_live)
+    here = history.path.parent
+    deploy = Deployer(shared, here / "models", model, config.labels, config.runtime)
+    teaching = Teaching(config.teach_data or here / "teach", here / "taught", deploy)
     feed = None
     if config.source:
         source = parse_source(config.source, config.camera)
+        if isinstance(source, OpenCVSource) and not source.live:  # a video file: played like a camera, looped
+            source = LoopingVideo(source)
         give_up = notify.give_up_after(config.source, config.camera.stall_timeout, config.retries)
         feed = LiveFeed(
             shared, source, history, config.history_live_every, config.retries, notifier, on_give_up, give_up
@@ -271,8 +298,9 @@ def make_app(
         allowed_hosts=LOOPBACK_NAMES if is_loopback(config.host) else None,  # DNS rebinding
         max_viewers=config.max_viewers,
         on_upload=None if publisher is None else publisher.upload,
+        review_dir=config.review_dir,
     )
-    return create_app(shared, history, web, feed), feed, token
+    return create_app(shared, history, web, feed, deploy, teaching), feed, token
 
 
 class Stopped(KeyboardInterrupt):
@@ -336,6 +364,7 @@ def _serve_with(waitress: Any, config: ServeConfig, running: dict[str, Any], pub
     notifier = notify.Notifier()
     app, feed, _token = make_app(config, notifier, partial(_give_up, running), publisher)
     running["feed"] = feed
+    running["deploy"] = app.extensions["edgeclf_deploy"]  # SIGHUP reloads --model through it
     try:
         server = waitress.create_server(
             app,
@@ -431,8 +460,9 @@ def bound_shutdown(server: Any, grace: float) -> None:
 
 def _stop_on_signals(running: dict[str, Any]) -> dict[int, Any]:
     """SIGINT and SIGTERM raise Stopped in the main thread (once the live streams are told to end, so
-    waitress's wait for its requests is short); the previous handlers, to restore. Off the main
-    thread (tests), nothing changes."""
+    waitress's wait for its requests is short); SIGHUP reloads --model in a thread of its own (loading
+    a model must not hold up the main thread's request loop); the previous handlers, to restore. Off
+    the main thread (tests), nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     running["main"] = threading.main_thread().ident
@@ -444,7 +474,16 @@ def _stop_on_signals(running: dict[str, Any]) -> dict[int, Any]:
             feed.request_stop()
         raise Stopped(signum)
 
-    return {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    def reload(_signum: int, _frame: Any) -> None:
+        deploy = running.get("deploy")
+        if deploy is None:
+            log.warning("SIGHUP before the server was ready: ignored")
+            return
+        threading.Thread(target=deploy.reload, name="edgeclf-reload", daemon=True).start()
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    return previous
 
 
 if __name__ == "__main__":

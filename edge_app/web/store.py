@@ -1,6 +1,7 @@
 """Prediction history in SQLite (WAL mode) with thumbnails as files beside the database.
 
-The schema is versioned (`PRAGMA user_version`) and created on first start. A thumbnail is
+The schema is versioned (`PRAGMA user_version`) and created on first start; an older database gains
+the columns of each newer version when it opens (MIGRATIONS). A thumbnail is
 written (atomically) before its row is committed, and removed if the commit fails, so a crash
 never leaves a row without its picture; committed rows survive a kill because SQLite commits
 atomically. Live rows (a sampled frame every few seconds, for weeks) can be capped: the oldest go,
@@ -27,7 +28,7 @@ import numpy as np
 from edge_app import files, preprocess
 from edge_app.errors import EdgeClfError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 THUMB_SIDE = 160
 THUMB_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
 THUMB_TEMP = re.compile(r"^\.[0-9a-f]{32}\.jpg\.[a-z0-9_]+\.tmp\.jpg$")  # files.atomic_write's, of a thumbnail
@@ -44,11 +45,19 @@ CREATE TABLE IF NOT EXISTS predictions (
     label TEXT NOT NULL,
     confidence REAL NOT NULL,
     top_json TEXT NOT NULL,
-    model TEXT NOT NULL
+    model TEXT NOT NULL,
+    model_sha TEXT,
+    reviewed TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
 CREATE INDEX IF NOT EXISTS predictions_source ON predictions(source);
 """
+# what a database of version N - 1 runs to become version N. Version 2: which model file answered (the name
+# alone cannot tell a file reloaded under the same name from the one before) and the Review page's mark
+MIGRATIONS = {
+    2: ("ALTER TABLE predictions ADD COLUMN model_sha TEXT", "ALTER TABLE predictions ADD COLUMN reviewed TEXT"),
+}
+COLUMNS = "id, created, source, filename, thumb, label, confidence, top_json, model, model_sha, reviewed"
 LIVE = "live"  # the source of the rows the live feed samples, the only ones a cap prunes
 PRUNE_BATCH = 500  # rows deleted per transaction: a lowered cap never holds the lock (or memory) for long
 
@@ -84,6 +93,8 @@ class Entry:
     confidence: float
     top: list[dict[str, Any]]
     model: str
+    model_sha: str | None = None  # the first 12 hex digits of the model file's SHA-256; None before schema 2
+    reviewed: str | None = None  # the label the Review page gave the row; None until then
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +107,8 @@ class Entry:
             "confidence": round(self.confidence, 4),
             "top": self.top,
             "model": self.model,
+            "model_sha": self.model_sha,
+            "reviewed": self.reviewed,
         }
 
 
@@ -122,9 +135,7 @@ class History:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise EdgeClfError(f"{self.path} was written by a newer edgeclf (schema {version})")
-                db.executescript(SCHEMA)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.commit()
+                self._migrate(db, version)
             self._sweep()
         except (sqlite3.Error, OSError) as exc:
             raise EdgeClfError(f"cannot open the history database {self.path}: {exc}") from None
@@ -132,6 +143,24 @@ class History:
             pruned = self.prune_live(self.max_live_rows)  # a cap lowered since the last run
             if pruned:
                 log.info("history: removed the %d oldest live entries beyond %d", pruned, self.max_live_rows)
+
+    def _migrate(self, db: sqlite3.Connection, version: int) -> None:
+        """Create the schema, or bring a database of an older `version` up to SCHEMA_VERSION, in one
+        transaction: a crash half-way leaves the old version, which the next start migrates again."""
+        has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'").fetchone()
+        with db:
+            db.execute("BEGIN")
+            if has_table and version >= 1:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+                if version < SCHEMA_VERSION:
+                    log.info("history: %s migrated from schema %d to %d", self.path, version, SCHEMA_VERSION)
+            else:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _sweep(self) -> None:
         """Remove what a killed process left in thumbs/: thumbnails whose row was never committed and
@@ -176,6 +205,7 @@ class History:
         top: list[dict[str, Any]],
         model: str,
         filename: str | None = None,
+        model_sha: str | None = None,
     ) -> Added:
         """Store a thumbnail and a row; its id and the thumbnail's name. A live row may prune the
         oldest live rows beyond `max_live_rows`; a prune that fails is logged, the row stays added."""
@@ -195,9 +225,9 @@ class History:
         try:
             with closing(self._connect()) as db, db:
                 cur = db.execute(
-                    "INSERT INTO predictions (created, source, filename, thumb, label, confidence, top_json, model) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), source, filename, thumb, label, confidence, json.dumps(top), model),
+                    "INSERT INTO predictions (created, source, filename, thumb, label, confidence, top_json, model, "
+                    "model_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), source, filename, thumb, label, confidence, json.dumps(top), model, model_sha),
                 )
                 entry_id = int(cur.lastrowid)
         except Exception as exc:
@@ -246,7 +276,7 @@ class History:
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> Entry:
-        return Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
+        return Entry(*row[:7], json.loads(row[7]), *row[8:])
 
     @_db_errors
     def before(self, entry_id: int | None, limit: int, label: str | None = None) -> list[Entry]:
@@ -262,8 +292,7 @@ class History:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with closing(self._connect()) as db:
             rows = db.execute(
-                f"SELECT id, created, source, filename, thumb, label, confidence, top_json, model FROM predictions "
-                f"{where} ORDER BY id DESC LIMIT ?",
+                f"SELECT {COLUMNS} FROM predictions {where} ORDER BY id DESC LIMIT ?",
                 [*args, limit],
             ).fetchall()
         return [self._entry(r) for r in rows]
@@ -278,8 +307,7 @@ class History:
             if offset > MAX_ROW_ID:  # past any row there can be
                 return [], int(total)
             rows = db.execute(
-                f"SELECT id, created, source, filename, thumb, label, confidence, top_json, model FROM predictions "
-                f"{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                f"SELECT {COLUMNS} FROM predictions {where} ORDER BY id DESC LIMIT ? OFFSET ?",
                 [*args, per_page, offset],
             ).fetchall()
         return [self._entry(r) for r in rows], int(total)
@@ -301,6 +329,33 @@ class History:
             db.execute("DELETE FROM predictions WHERE id = ?", (entry_id,))
         (self.thumbs / row[0]).unlink(missing_ok=True)
         return True
+
+    @_db_errors
+    def get(self, entry_id: int) -> Entry | None:
+        """The row `entry_id`, None when there is none."""
+        if not 0 < entry_id <= MAX_ROW_ID:
+            return None
+        with closing(self._connect()) as db:
+            row = db.execute(f"SELECT {COLUMNS} FROM predictions WHERE id = ?", (entry_id,)).fetchone()
+        return None if row is None else self._entry(row)
+
+    @_db_errors
+    def unreviewed(self, limit: int, before: int | None = None) -> list[Entry]:
+        """Up to `limit` rows the Review page has not labelled yet, older than `before`, newest first."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM predictions WHERE reviewed IS NULL AND id < ? ORDER BY id DESC LIMIT ?",
+                (min(before or MAX_ROW_ID, MAX_ROW_ID), limit),
+            ).fetchall()
+        return [self._entry(r) for r in rows]
+
+    @_db_errors
+    def mark_reviewed(self, entry_id: int, label: str) -> bool:
+        """Note that the row's picture joined the teach data as `label`; False when there is no such row."""
+        if not 0 < entry_id <= MAX_ROW_ID:
+            return False
+        with closing(self._connect()) as db, db:
+            return db.execute("UPDATE predictions SET reviewed = ? WHERE id = ?", (label, entry_id)).rowcount == 1
 
     def thumb_path(self, name: str) -> Path | None:
         """The file of a server-generated thumbnail name, None for anything else."""

@@ -1,0 +1,161 @@
+"""The teach folder (`<label>/<pictures>`) of the Teach and Review pages, and Learn: teach the base
+model with the whole folder and put the taught model in force (Deployer).
+
+Learn always starts again from the server's base (its --model, or the last upload or reload) with
+every label folder, so removing a class is deleting its folder and learning again. It runs in the
+request's thread, one at a time (a second gets Busy, 409): a few hundred pictures take seconds, and
+the live loop keeps its own interpreter meanwhile (only the swap takes its lock, for an instant).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app import files, preprocess
+from edge_app.errors import EdgeClfError
+from edge_app.labelname import check_label
+from edge_app.teach import TeachConfig, TeachResult, teach
+from edge_app.web.deploy import Deployer, stamp
+
+JPEG_QUALITY = 95
+MAX_CAPTURE = 100  # frames one Capture may take from the live feed
+CAPTURE_EVERY = 0.2  # s between two captured frames: consecutive camera frames are near copies
+FRAME_WAIT = 3.0  # s a capture waits for the next live frame before it gives up
+
+
+class Busy(EdgeClfError):
+    """Another Learn is running (answered with 409)."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the last Learn did, for the page and the API."""
+
+    model: str
+    mode: str
+    labels: tuple[str, ...]
+    shots: dict[str, int]
+    seconds: float
+    taught_accuracy: float
+    skipped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "labels": list(self.labels),
+            "shots": self.shots,
+            "seconds": round(self.seconds, 2),
+            "taught_accuracy": round(self.taught_accuracy, 4),
+            "skipped": self.skipped,
+        }
+
+
+def picture_name() -> str:
+    """A new picture's file name: its time (names sort by it) and a random part (never a clash)."""
+    return f"{stamp()}-{uuid.uuid4().hex[:8]}.jpg"
+
+
+class Teaching:
+    """The teach folder `root`, the taught models' folder, and the Deployer that puts them in force."""
+
+    def __init__(self, root: Path, taught: Path, deploy: Deployer, threads: int | None = None) -> None:
+        self.root = root
+        self.taught = taught
+        self.deploy = deploy
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)  # the rest stay with the live loop
+        self.last: Learned | None = None
+        self._learning = threading.Lock()
+
+    def labels(self) -> list[tuple[str, int]]:
+        """(label, number of pictures) of each label folder, sorted; hidden files and folders do not count."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.is_dir() and not entry.name.startswith("."):
+                with os.scandir(entry.path) as pictures:
+                    found.append((entry.name, sum(1 for p in pictures if p.is_file() and not p.name.startswith("."))))
+        return found
+
+    def folder(self, label: str) -> Path:
+        """The folder of `label`; LabelError when the name cannot be one."""
+        return self.root / check_label(label)
+
+    def save(self, label: str, image_bgr: np.ndarray) -> Path:
+        """Add a picture (BGR) to `label`, as a JPEG written atomically."""
+        cv2 = preprocess._cv2()
+        ok, data = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise EdgeClfError("could not encode the picture as JPEG")
+        return files.write_bytes(self.folder(label) / picture_name(), data.tobytes())
+
+    def take(self, label: str, source: Path) -> Path:
+        """Move the file `source` (a collected frame) into `label`'s folder; FileNotFoundError when it is gone."""
+        target = self.folder(label) / picture_name()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) and source.is_file():  # another filesystem: copy, then remove
+                files.write_bytes(target, source.read_bytes())
+                source.unlink()
+            else:
+                raise
+        return target
+
+    def capture(self, feed: Any, label: str, count: int) -> int:
+        """Save `count` new frames of the live feed to `label` (one every CAPTURE_EVERY s); how many."""
+        if not 1 <= count <= MAX_CAPTURE:
+            raise EdgeClfError(f"capture 1 to {MAX_CAPTURE} frames at a time, not {count}")
+        self.folder(label)  # the name is checked before any frame is taken
+        saved, seen, last = 0, feed.frames, -CAPTURE_EVERY
+        while saved < count:
+            image, frames = feed.wait_image(seen, FRAME_WAIT)
+            if frames == seen or image is None:
+                why = feed.error or f"no new frame for {FRAME_WAIT:g} s"
+                raise EdgeClfError(f"the live feed gave {saved} of {count} frames: {why}")
+            seen = frames
+            if time.monotonic() - last < CAPTURE_EVERY:
+                continue
+            last = time.monotonic()
+            self.save(label, image)
+            saved += 1
+        return saved
+
+    def remove(self, label: str) -> bool:
+        """Delete `label`'s folder and its pictures; False when there is none."""
+        folder = self.folder(label)
+        if not folder.is_dir():
+            return False
+        shutil.rmtree(folder)
+        return True
+
+    def learn(self, mode: str = "extend") -> Learned:
+        """Teach the base with every label folder and put the taught model in force. TeachError for data that
+        cannot teach (an empty folder, one class in replace mode, a label the base has in extend mode...)."""
+        if not self._learning.acquire(blocking=False):
+            raise Busy("a Learn is already running; try again when it ends")
+        try:
+            base = self.deploy.base
+            out = self.taught / f"taught-{stamp()}.tflite"
+            config = TeachConfig(
+                base=base.path, data=self.root, out=out, mode=mode, labels=base.labels, threads=self.threads
+            )
+            result: TeachResult = teach(config)
+            self.deploy.taught(out)
+            self.last = Learned(
+                out.name, mode, result.labels, result.shots, result.seconds, result.taught_accuracy, result.skipped
+            )
+            return self.last
+        finally:
+            self._learning.release()
