@@ -145,9 +145,9 @@ def plot_per_class(per_class: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_xticks(range(n), [f"{name}\n({per_class[name]['support']:,})" for name in names], rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score")
-    ax.set_title("per class (test images in brackets)")
+    ax.set_title("per class (test images in brackets)", loc="left")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(ncol=3, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)  # above the bars, never on them
     _save_figure(fig, path)
     plt.close(fig)
 
