@@ -13,7 +13,9 @@ from edge_app.errors import DataError
 
 
 def _check_classes(classes: tuple[str, ...], labels: tuple[str, ...], where: str) -> None:
-    if set(classes) != set(labels):
+    """Every class of the data must be one the model knows; the model may know more (a taught model that
+    extends the base it is evaluated against)."""
+    if not set(classes) <= set(labels):
         only_data = sorted(set(classes) - set(labels))
         only_model = sorted(set(labels) - set(classes))
         raise DataError(

@@ -26,7 +26,9 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def classification_report(probs: np.ndarray, y_true: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, top-5, macro and per-class precision / recall / F1, and the confusion matrix."""
+    """Accuracy, top-5, macro and per-class precision / recall / F1, and the confusion matrix. Macro averages
+    are over the classes the data holds: a model may know more (a taught model), and those are not averaged in
+    as zeros."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.argmax(probs, axis=1)
     cm = confusion_matrix(y_true, y_pred, len(labels))
@@ -34,6 +36,7 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, labels: tuple[s
     precision = _safe_div(tp, cm.sum(axis=0).astype(np.float64))
     recall = _safe_div(tp, cm.sum(axis=1).astype(np.float64))
     f1 = _safe_div(2 * precision * recall, precision + recall)
+    present = cm.sum(axis=1) > 0
     report: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)) if len(y_true) else 0.0,
@@ -42,9 +45,9 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, labels: tuple[s
         report["top5"] = top_k_accuracy(probs, y_true, 5)
     report.update(
         {
-            "macro_precision": float(precision.mean()),
-            "macro_recall": float(recall.mean()),
-            "macro_f1": float(f1.mean()),
+            "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+            "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
             "per_class": {
                 name: {
                     "precision": float(precision[i]),

@@ -240,3 +240,25 @@ def test_the_taught_model_runs_in_run_and_doctor(shipped_models, tmp_path, capsy
     assert len(lines) == 3 and all(line["top"][0]["label"] == "stripes" for line in lines)
     assert doctor.main(["--model", str(out)]) in (0, 1)
     assert "loads in" in capsys.readouterr().out
+
+
+def test_bench_scores_a_taught_model_on_data_with_fewer_classes(shipped_models, tmp_path):
+    """An extended model knows classes the evaluation data lacks: bench scores it on the data's classes
+    (macro averages over the classes present), and data with a class the model does not know is still refused."""
+    from benchmarks.data import evaluation_set
+    from edge_app import metrics
+    from edge_app.errors import DataError
+
+    out = tmp_path / "extended.tflite"
+    teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "data", 5, 1), out, mode="extend"))
+    taught = Classifier(out)
+    data = evaluation_set(CIFAR1000, taught.labels, (32, 32), "stretch")
+    assert len(data) == 1000 and set(np.unique(data.labels)) == set(range(10))
+    x = preprocess.normalize_rgb(data.images[::5], taught.spec)
+    report = metrics.classification_report(taught.predict(x), data.labels[::5], taught.labels)
+    present = [name for name, row in report["per_class"].items() if row["support"]]
+    assert len(present) == 10 and report["per_class"]["stripes"]["support"] == 0
+    f1 = np.mean([report["per_class"][name]["f1"] for name in present])
+    assert report["macro_f1"] == pytest.approx(f1)
+    with pytest.raises(DataError, match="only in data: \\['airplane'"):
+        evaluation_set(CIFAR1000, tuple(label for label in taught.labels if label != "airplane"), (32, 32), "stretch")
