@@ -22,7 +22,7 @@ import numpy as np
 from edge_app import files, metadata, preprocess
 from edge_app.classifier import Classifier
 from edge_app.errors import EdgeClfError
-from edge_app.web.feed import SharedClassifier
+from edge_app.web.feed import SharedClassifier, load_model
 
 log = logging.getLogger("edgeclf.web")
 KEEP_FILES = 3  # uploaded (and taught) files kept beside the database, besides those in use
@@ -45,10 +45,11 @@ class InForce:
     base: bool
 
 
-def check_model(path: Path, labels: Path | None = None, runtime: str | None = None) -> Classifier:
-    """`path` loaded and run on one frame; BadModel (one line) when it cannot serve."""
+def check_model(path: Path, labels: Path | None = None, runtime: str | None = None) -> tuple[Classifier, str | None]:
+    """`path` loaded (into memory, see load_model) and run on one frame, and its sha; BadModel (one line) when
+    it cannot serve."""
     try:
-        clf = Classifier(path, labels, runtime)
+        clf, sha = load_model(path, labels, runtime)
         spec = clf.spec
         probs = clf.predict(preprocess.prepare(np.zeros((spec.height, spec.width, 3), np.uint8), spec, "BGR"))
     except EdgeClfError as exc:
@@ -57,7 +58,7 @@ def check_model(path: Path, labels: Path | None = None, runtime: str | None = No
         raise BadModel(f"not a usable classifier: {type(exc).__name__}: {exc}") from None
     if probs.shape != (1, len(clf.labels)) or not np.isfinite(probs).all():
         raise BadModel(f"not a usable classifier: {probs.shape[-1]} scores for {len(clf.labels)} labels")
-    return clf
+    return clf, sha
 
 
 def stamp() -> str:
@@ -87,8 +88,9 @@ class Deployer:
         self.previous: InForce | None = None
         self._lock = threading.Lock()
 
-    def _use(self, clf: Classifier, used: InForce) -> Classifier:
-        self.shared.swap(clf)
+    def _use(self, loaded: tuple[Classifier, str | None], used: InForce) -> Classifier:
+        clf, sha = loaded
+        self.shared.swap(clf, sha)
         self.previous, self.current = self.current, used
         if used.base:
             self.base = used
@@ -103,11 +105,11 @@ class Deployer:
         with self._lock:
             files.write_bytes(path, data)
             try:
-                clf = check_model(path, runtime=self.runtime)
+                loaded = check_model(path, runtime=self.runtime)
             except BadModel:
                 path.unlink(missing_ok=True)
                 raise
-            self._use(clf, InForce(path, None, True))
+            clf = self._use(loaded, InForce(path, None, True))
             self._prune(self.folder)
         log.info("model: now %s (uploaded); previous %s", path.name, self.previous and self.previous.path.name)
         return clf
@@ -143,11 +145,13 @@ class Deployer:
         in one line. The reloaded model is the new base."""
         with self._lock:
             try:
-                clf = check_model(self.model, self.base.labels if self.base.path == self.model else None, self.runtime)
+                loaded = check_model(
+                    self.model, self.base.labels if self.base.path == self.model else None, self.runtime
+                )
             except BadModel as exc:
                 log.error("reload of %s failed, still serving %s: %s", self.model, self.current.path.name, exc)
                 return None
-            self._use(clf, InForce(self.model, self.base.labels, True))
+            clf = self._use(loaded, InForce(self.model, self.base.labels, True))
         log.info("model: reloaded %s (sha256 %s)", self.model, self.shared.sha)
         return clf
 

@@ -47,6 +47,26 @@ def file_sha(path: Path) -> str | None:
     return digest.hexdigest()[:SHA_CHARS]
 
 
+def bytes_sha(data: bytes) -> str:
+    """file_sha of a file's bytes already read."""
+    return hashlib.sha256(data).hexdigest()[:SHA_CHARS]
+
+
+def load_model(
+    path: Path, labels: Path | None = None, runtime: str | None = None
+) -> tuple[Classifier, str | None]:
+    """A Classifier of the file's bytes read into memory, and their sha.
+
+    The runtimes map a model given by its path into memory: a file then rewritten in place (`cp new.tflite
+    model.tflite` truncates it first) kills the server with SIGBUS at its next frame. Read into memory, the
+    file on disk can be replaced any way, and SIGHUP then loads the new one."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return Classifier(path, labels, runtime), None  # the runtime's own one-line error (not found...)
+    return Classifier(path, labels, runtime, content=data), bytes_sha(data)
+
+
 class Answer(NamedTuple):
     """A classified frame and the model that answered: its file name and SHA-256 prefix."""
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from edge_app import cameraopts, logs, malloc, mqttopts, notify
 from edge_app.argtypes import finite_float
-from edge_app.classifier import Classifier
 from edge_app.cli import guarded
 from edge_app.errors import EdgeClfError, require
 from edge_app.mqttopts import MqttSettings
@@ -30,7 +29,7 @@ from edge_app.web.app import create_app
 from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, token_problem
 from edge_app.web.config import WebConfig
 from edge_app.web.deploy import Deployer
-from edge_app.web.feed import LiveFeed, SharedClassifier
+from edge_app.web.feed import LiveFeed, SharedClassifier, load_model
 from edge_app.web.looping import LoopingVideo
 from edge_app.web.store import History
 from edge_app.web.teaching import Teaching
@@ -273,10 +272,10 @@ def make_app(
         token = secrets.token_urlsafe(18)
         log.log(logs.NOTICE, "binding %s: requests need the token %s", config.host, token)
     model = config.model or default_model()
-    clf = Classifier(model, config.labels, config.runtime)
+    clf, sha = load_model(model, config.labels, config.runtime)  # in memory: the file may be replaced (SIGHUP)
     if publisher is not None:  # before the camera opens: a broker that cannot be used stops the start here
         publisher.start(clf.path.name, clf.labels)
-    shared = SharedClassifier(clf, config.top_k, config.threshold)
+    shared = SharedClassifier(clf, config.top_k, config.threshold, sha)
     history = History(config.db or default_db(), max_live_rows=config.history_max_live)
     here = history.path.parent
     deploy = Deployer(shared, here / "models", model, config.labels, config.runtime)
