@@ -67,7 +67,8 @@ def create_app(
 
     `deploy` changes the model in force (default: uploads kept in models/ beside the database) and
     `teaching` holds the teach folder (default: teach/ beside the database, taught models in taught/).
-    The Deployer is `app.extensions["edgeclf_deploy"]` (serve's SIGHUP reloads through it).
+    The Deployer is `app.extensions["edgeclf_deploy"]` (serve's SIGHUP reloads through it), the Teaching
+    `app.extensions["edgeclf_teach"]`.
     ValueError for a token unfit to guard the server (auth.register checks it)."""
     app = flask_app(config)
     here = history.path.parent
@@ -82,4 +83,5 @@ def create_app(
     teachroutes.register(app, ctx)
     reviewroutes.register(app, ctx)
     app.extensions["edgeclf_deploy"] = deploy
+    app.extensions["edgeclf_teach"] = teaching
     return app

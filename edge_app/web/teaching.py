@@ -60,9 +60,20 @@ class Learned:
         }
 
 
-def picture_name() -> str:
+def picture_name(suffix: str = ".jpg") -> str:
     """A new picture's file name: its time (names sort by it) and a random part (never a clash)."""
-    return f"{stamp()}-{uuid.uuid4().hex[:8]}.jpg"
+    return f"{stamp()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def suffix_of(data: bytes) -> str:
+    """The file suffix of an image the upload check accepted (JPEG, PNG, BMP or WebP), by its first bytes."""
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    if data.startswith(b"BM"):
+        return ".bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".jpg"
 
 
 class Teaching:
@@ -98,6 +109,11 @@ class Teaching:
         if not ok:
             raise EdgeClfError("could not encode the picture as JPEG")
         return files.write_bytes(self.folder(label) / picture_name(), data.tobytes())
+
+    def save_upload(self, label: str, data: bytes) -> Path:
+        """Add an uploaded picture (already checked as an image) as it came: re-encoding a PNG of fine
+        stripes as JPEG blurs what the class is."""
+        return files.write_bytes(self.folder(label) / picture_name(suffix_of(data)), data)
 
     def take(self, label: str, source: Path) -> Path:
         """Move the file `source` (a collected frame) into `label`'s folder; FileNotFoundError when it is gone."""

@@ -17,6 +17,10 @@ from edge_app.web.uploads import BadUpload, decoded
 MAX_FILES = 50  # pictures in one upload form (the form's part limit is 100)
 
 
+class NoFeed(EdgeClfError):
+    """Capture asked of a server without a camera (answered with 404, as /api/live is)."""
+
+
 def field(name: str, default: Any = None) -> Any:
     """A value of this request's form, or of its JSON body."""
     request = require("flask", "web").request
@@ -30,6 +34,8 @@ def status_of(exc: EdgeClfError) -> int:
     """The HTTP status of a failed teach action: the caller's input (400), a conflict (409), or ours (500)."""
     if isinstance(exc, Busy):
         return 409
+    if isinstance(exc, NoFeed):
+        return 404
     if isinstance(exc, (LabelError, TeachError, BadUpload)):
         return 400
     return 500
@@ -52,7 +58,7 @@ def register(app: Any, ctx: WebContext) -> None:
 
     def capture() -> dict[str, Any]:
         if feed is None:
-            raise EdgeClfError(NO_FEED)
+            raise NoFeed(NO_FEED)
         label = str(field("label", ""))
         try:
             count = int(field("count", 10))
@@ -73,9 +79,11 @@ def register(app: Any, ctx: WebContext) -> None:
             raise BadUpload(f"at most {MAX_FILES} pictures at a time")
         saved, refused = 0, []
         for picture in pictures:
+            data = picture.read()
             try:
-                with decoded(picture.read(), ctx.config.max_pixels) as image:
-                    teaching.save(label, image)
+                with decoded(data, ctx.config.max_pixels):  # an image the server can read, or refused here
+                    pass
+                teaching.save_upload(label, data)
                 saved += 1
             except BadUpload as exc:
                 refused.append({"file": (picture.filename or "")[:200], "error": without_paths(str(exc))})
