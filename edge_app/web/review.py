@@ -73,7 +73,7 @@ class Review:
 
     def rows(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` unreviewed history rows, newest first."""
-        return [{"id": f"history:{e.id}", **e.to_dict()} for e in self.history.unreviewed(limit)]
+        return [{**e.to_dict(), "id": f"history:{e.id}", "row": e.id} for e in self.history.unreviewed(limit)]
 
     def _parse(self, items: list[str]) -> list[tuple[str, re.Match[str]]]:
         if not items:
