@@ -162,6 +162,18 @@ def register(app: Any, ctx: WebContext) -> None:
     def teach_remove_form(label: str) -> Any:
         return page(remove, label)
 
+    @app.get("/teach/frame.jpg")
+    def teach_frame() -> Any:
+        # a still the page refreshes, not the MJPEG stream: that holds a request thread and one of the
+        # --max-viewers slots per open page, and the page is left open while pictures are taken
+        jpeg = None if feed is None else feed.jpeg
+        if jpeg is None:
+            return error(404, NO_FEED if feed is None else "no frame yet")
+        response = flask.make_response(jpeg)
+        response.headers["Content-Type"] = "image/jpeg"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/api/teach")
     def api_teach() -> Any:
         return flask.jsonify(state())
