@@ -150,3 +150,23 @@ def test_capture_without_a_camera_is_404_and_the_page_says_so(serve):
     page = client.get("/teach")
     assert page.status_code == 200 and b'id="note"' in page.data and b"No classes yet" in page.data
     assert json.loads(client.get("/api/teach").data)["live"] is False
+
+
+def test_a_video_source_loops_like_a_camera(tmp_path):
+    """serve plays a video file again from its start (LoopingVideo): the Live and Teach pages never go still."""
+    from edge_app.sources import OpenCVSource
+    from edge_app.web.looping import LoopingVideo
+
+    path = tmp_path / "five.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 200.0, (32, 24))
+    for i in range(5):
+        writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    writer.release()
+    video = LoopingVideo(OpenCVSource(str(path)))
+    assert video.live is True
+    video.open()
+    try:
+        levels = [int(video.read().image.mean() / 40 + 0.5) for _ in range(12)]
+    finally:
+        video.close()
+    assert levels == [0, 1, 2, 3, 4] * 2 + [0, 1] and video.loops == 2 and video.fps == 200.0
