@@ -177,26 +177,31 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
         message = WebDriverWait(browser, 30).until(ec.visibility_of_element_located((By.ID, "message")))
         assert message.text == "captured 6 frame(s) of my scene"
         rows = browser.find_elements(By.CSS_SELECTOR, "#classes tbody tr")
-        assert [(r.find_element(By.CLASS_NAME, "label").text, r.find_element(By.CLASS_NAME, "count").text)
-                for r in rows] == [("my scene", "6")]
+        assert [
+            (r.find_element(By.CLASS_NAME, "label").text, r.find_element(By.CLASS_NAME, "count").text) for r in rows
+        ] == [("my scene", "6")]
         assert browser.find_element(By.ID, "mode").get_attribute("value") == "extend"
         browser.find_element(By.ID, "learn").click()
         learned = WebDriverWait(browser, 60).until(ec.visibility_of_element_located((By.ID, "message")))
         assert learned.text.startswith("learned 1 class(es) in ") and "now taught-" in learned.text
         assert browser.find_element(By.ID, "model").text.startswith("taught-")
         assert "11 classes in extend mode" in browser.find_element(By.ID, "learned").text
-        WebDriverWait(browser, 10).until(lambda d: d.execute_script(
-            "const i = document.getElementById('frame'); return i.complete && i.naturalWidth === 640"
-        ))
+        WebDriverWait(browser, 10).until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('frame'); return i.complete && i.naturalWidth === 640"
+            )
+        )
         shot(browser, "teach")
         browser.get(base + "/live")
         WebDriverWait(browser, 30).until(ec.text_to_be_present_in_element((By.ID, "live-label"), "my scene"))
         browser.get(base + "/review")
         frames = browser.find_elements(By.CSS_SELECTOR, "#frames input[name=items]")
         assert len(frames) == 4
-        WebDriverWait(browser, 10).until(lambda d: d.execute_script(
-            "return [...document.querySelectorAll('#review img')].every(i => i.complete && i.naturalWidth > 0)"
-        ))
+        WebDriverWait(browser, 10).until(
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#review img')].every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
         shot(browser, "review")
         frames[0].click()
         browser.find_element(By.ID, "review-label").send_keys("my scene")

@@ -52,9 +52,7 @@ def bytes_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:SHA_CHARS]
 
 
-def load_model(
-    path: Path, labels: Path | None = None, runtime: str | None = None
-) -> tuple[Classifier, str | None]:
+def load_model(path: Path, labels: Path | None = None, runtime: str | None = None) -> tuple[Classifier, str | None]:
     """A Classifier of the file's bytes read into memory, and their sha.
 
     The runtimes map a model given by its path into memory: a file then rewritten in place (`cp new.tflite

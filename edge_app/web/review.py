@@ -67,9 +67,7 @@ class Review:
             with os.scandir(label_dir.path) as entries:
                 found += [(e.name, label_dir.name) for e in entries if FRAME_NAME.match(e.name) and e.is_file()]
         found.sort(reverse=True)
-        return [
-            {"id": f"frame:{label}/{name}", "predicted": label, "file": name} for name, label in found[:limit]
-        ]
+        return [{"id": f"frame:{label}/{name}", "predicted": label, "file": name} for name, label in found[:limit]]
 
     def rows(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` unreviewed history rows, newest first."""
