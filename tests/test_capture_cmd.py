@@ -19,6 +19,8 @@ from tests.conftest import ROOT
 
 CLIP = ROOT / "models" / "samples" / "clip.mp4"  # 80 frames at 8 fps: 10 s of video
 
+pytestmark = pytest.mark.device  # the edge extra alone: capture runs on the Pi
+
 
 def images(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
