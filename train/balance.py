@@ -84,7 +84,8 @@ def class_weights(counts: np.ndarray) -> np.ndarray:
     """n_total / (n_classes * n_c) per class (scikit-learn's 'balanced'): each class carries the same
     total weight, and the weights average 1 over the training images, so the learning rate keeps its meaning."""
     counts = np.asarray(counts, dtype=np.float64)
-    return (counts.sum() / (len(counts) * counts)).astype(np.float32)
+    # a class without training images (only possible with splits made by hand) weighs no image: any value does
+    return (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32)
 
 
 def weighted_loss(per_image: Any, weights: np.ndarray) -> Any:
