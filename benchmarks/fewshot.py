@@ -6,7 +6,8 @@
 
 builds the 8-class folders (links) under --work, trains and converts the backbone there when --base is not
 given (needs the train extra), then for k = 1, 5, 10, 20 and 10 draws each runs `edgeclf teach` in both
-modes as a user would (a fresh process per run: its time and peak RSS are the command's own) and scores the
+modes as a user would (extend with `--base-data` on the backbone's training folder, 50 pictures a class;
+a fresh process per run: its time and peak RSS are the command's own) and scores the
 taught head on the 2,000 cat and truck test images (replace: 2-way; extend: 10-way) and on the 8,000 base
 test images before and after extending. The baseline is the nearest class mean on raw pixels, from the same
 pictures. Test images are embedded once; each run's head (read back from its taught file) scores those
@@ -138,10 +139,14 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(fh, **arrays)
 
 
-def teach_run(base: Path, new: Path, out: Path, k: int, seed: int, mode: str) -> dict[str, Any]:
+def teach_run(
+    base: Path, new: Path, out: Path, k: int, seed: int, mode: str, base_data: Path | None = None
+) -> dict[str, Any]:
     """One `edgeclf teach` process: its own reported time and peak RSS, and the wall time of the command."""
     cmd = [sys.executable, "-m", "edge_app.teach", str(base), "--data", str(new), "--out", str(out),
            "--shots", str(k), "--seed", str(seed), "--mode", mode, "--threads", "1"]
+    if base_data is not None:
+        cmd += ["--base-data", str(base_data)]
     start = time.perf_counter()
     stdout = _call(cmd)
     wall = time.perf_counter() - start
@@ -192,11 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             shots = pick_shots(new, k, seed)
             for mode in MODES:
                 out = args.work / "taught" / f"{mode}-k{k}-s{seed}.tflite"
-                cost = teach_run(base, new, out, k, seed, mode)
+                spent = teach_run(base, new, out, k, seed, mode, cifar8 / "train" if mode == "extend" else None)
                 head = metadata.load_info(out).head
                 labels = np.array(head.all_labels)
                 predicted = labels[head.probabilities(test["emb"], test["logits"]).argmax(1)]
-                row = {"k": k, "seed": seed, "mode": mode, **cost,
+                row = {"k": k, "seed": seed, "mode": mode, **spent,
                        "new_acc": float((predicted == name_of)[is_new].mean())}
                 if mode == "extend":
                     row["base_acc_after"] = float((predicted == name_of)[~is_new].mean())

@@ -9,7 +9,9 @@ kind, a dense layer on the raw embedding scaled to the base rows' mean norm (our
 layers, some with scaled logits, not cosine classifiers). Imprinted rows with the base's mean bias would
 outscore the base classes almost everywhere: ReLU embeddings share a large common part, which trained rows
 cancel and an imprinted mean does not. So each new row's bias is calibrated on its own pictures: the highest
-bias at which `COVER` of their views still score above the best base class.
+bias at which `COVER` of their views still score above the best base class. That alone still takes many
+pictures of a similar base class (a taught cat takes dogs); given pictures of the base's classes
+(`--base-data`), the bias is also capped so that a new class takes at most `STEAL` of their views.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from edge_app.head import Head
 from edge_app.tflite_graph import HeadSite
 
 COVER = 0.8  # extend mode: the share of the taught views each new class must win against the base classes
+STEAL = 0.01  # extend mode with pictures of the base classes: the share of their views a new class may take
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,11 @@ def fit(
     base: BaseHead,
     view_weights: tuple[float, ...],
     prior: Head | None = None,
+    references: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Head:
     """The head for `embeddings` {label: (embedding (n, views, dim), base logits (n, views, classes))}, added to
-    what `prior` (a taught base's head) already knows."""
+    what `prior` (a taught base's head) already knows. `references` (embeddings and base logits of pictures of
+    the base's own classes) cap each new class's bias in extend mode so that it takes at most `STEAL` of them."""
     labels = list(prior.labels) if prior is not None else []
     sums = list(prior.sums) if prior is not None else []
     shots = list(prior.shots) if prior is not None else []
@@ -99,10 +104,12 @@ def fit(
         base_norm=base.norm,
         base_bias=base.bias,
     )
-    return head if mode == "replace" else _calibrate(head, embeddings)
+    return head if mode == "replace" else _calibrate(head, embeddings, references)
 
 
-def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Head:
+def _calibrate(
+    head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]], references: tuple[np.ndarray, np.ndarray] | None
+) -> Head:
     """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class.
 
     Each picture is scored by the class as taught without it (leave one out; with a single picture, each view
@@ -130,4 +137,8 @@ def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]])
             own = loo.taught_logits(emb[part].astype(np.float32))[..., i] - head.bias[i]
             margins.append((own - logits[part].max(axis=-1)).reshape(-1))
         bias[i] = -float(np.quantile(np.concatenate(margins), 1.0 - COVER))
+        if references is not None:  # the base's own pictures: how much would this bias take from them?
+            ref_emb, ref_logits = references
+            taken = head.taught_logits(ref_emb.astype(np.float32))[..., i] - head.bias[i] - ref_logits.max(axis=-1)
+            bias[i] = min(bias[i], -float(np.quantile(taken.reshape(-1), 1.0 - STEAL)))
     return replace(head, bias=bias.astype(np.float32))

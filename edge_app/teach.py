@@ -48,6 +48,8 @@ class TeachConfig:
     std: tuple[float, float, float] | None = None
     runtime: str | None = None
     threads: int | None = None
+    base_data: Path | None = None
+    base_shots: int = 50
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ def teach(config: TeachConfig) -> TeachResult:
     embeddings = {label: embed(exposed, images) for label, images in shots.images.items()}
     views = next(iter(embeddings.values()))[0].shape[1]
     weights = prior.view_weights if prior is not None else view_weights(info.metrics.get("tta"), views)
-    head = imprint.fit(embeddings, config.mode, base_labels, base_head, weights, prior)
+    references = _references(config, exposed, base_labels)
+    head = imprint.fit(embeddings, config.mode, base_labels, base_head, weights, prior, references)
     taught = info.with_changes(labels=head.all_labels, head=head, metrics=_metrics(info, head, config))
     metadata.write_model(config.out, content, taught)
     check = Classifier(config.out, runtime=config.runtime, threads=config.threads)
@@ -190,6 +193,22 @@ def teach(config: TeachConfig) -> TeachResult:
         taught_accuracy=_accuracy(check, shots.images),
         info=taught,
     )
+
+
+def _references(
+    config: TeachConfig, exposed: Classifier, base_labels: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Embeddings and base logits of --base-data's pictures (folders named as base classes), or None."""
+    if config.base_data is None:
+        return None
+    if config.mode != "extend":
+        raise TeachError("--base-data calibrates extend mode; replace mode does not use it")
+    pictures = pick_shots(config.base_data, config.base_shots, config.seed)
+    unknown = [label for label in pictures.images if label not in base_labels]
+    if unknown:
+        raise TeachError(f"--base-data folder(s) {', '.join(unknown)} are not classes of the base model")
+    parts = [embed(exposed, images) for images in pictures.images.values()]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _metrics(info: ModelInfo, head: Head, config: TeachConfig) -> dict[str, object]:
@@ -229,6 +248,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "gets more shots",
     )
     parser.add_argument("--seed", type=int, default=0, help="which pictures --shots draws (default 0)")
+    parser.add_argument(
+        "--base-data",
+        type=Path,
+        help="extend mode: pictures of the base's own classes (<dir>/<base label>/<images>, e.g. its training "
+        "folder); each new class is then kept from taking more than 1%% of them. Without them a taught class "
+        "takes many pictures of a similar base class",
+    )
+    parser.add_argument("--base-shots", type=int, default=50, help="--base-data pictures per class (default 50)")
     parser.add_argument("--labels", type=Path, help="the base's labels file, for a model without metadata (extend)")
     parser.add_argument("--mean", type=rgb_triple, help="input mean for a model without metadata (default 127.5)")
     parser.add_argument("--std", type=rgb_triple, help="input std for a model without metadata (default 127.5)")
