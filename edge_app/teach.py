@@ -159,6 +159,8 @@ def teach(config: TeachConfig) -> TeachResult:
         raise TeachError(f"--shots must be at least 1, got {config.shots}")
     if not config.base.is_file():
         raise TeachError(f"base model not found: {config.base}")
+    if config.base_data is not None and config.mode != "extend":
+        raise TeachError("--base-data calibrates extend mode; replace mode does not use it")
     if config.out.resolve() == config.base.resolve():
         raise TeachError("--out must differ from the base model (the base is read while the new one is written)")
     info, known = _base(config)
@@ -201,8 +203,6 @@ def _references(
     """Embeddings and base logits of --base-data's pictures (folders named as base classes), or None."""
     if config.base_data is None:
         return None
-    if config.mode != "extend":
-        raise TeachError("--base-data calibrates extend mode; replace mode does not use it")
     pictures = pick_shots(config.base_data, config.base_shots, config.seed)
     unknown = [label for label in pictures.images if label not in base_labels]
     if unknown:

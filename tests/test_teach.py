@@ -262,3 +262,26 @@ def test_bench_scores_a_taught_model_on_data_with_fewer_classes(shipped_models, 
     assert report["macro_f1"] == pytest.approx(f1)
     with pytest.raises(DataError, match="only in data: \\['airplane'"):
         evaluation_set(CIFAR1000, tuple(label for label in taught.labels if label != "airplane"), (32, 32), "stretch")
+
+
+def test_base_pictures_cap_what_a_new_class_takes(shipped_models, tmp_path, capsys):
+    """--base-data: each new class may take at most 1% of the base pictures' views, so its bias can only go
+    down; kittens taught from cat pictures take cats, and fewer of them with the cap."""
+    kittens = cifar_folder(tmp_path / "kittens", {"kitten": "cat"}, 0, 10)
+    base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "truck", "ship")}, 40, 20)
+    free = teach(TeachConfig(shipped_models["default"], kittens, tmp_path / "free.tflite", mode="extend"))
+    capped = teach(
+        TeachConfig(shipped_models["default"], kittens, tmp_path / "capped.tflite", mode="extend", base_data=base_data)
+    )
+    assert capped.info.head.bias[0] < free.info.head.bias[0]
+    held = cifar_folder(tmp_path / "held", {"cat": "cat"}, 60, 40) / "cat"
+    taken = {n: predict_files(Classifier(tmp_path / f"{n}.tflite"), held).count("kitten") for n in ("free", "capped")}
+    assert taken["capped"] < taken["free"], taken
+    for argv, message in (
+        (["--base-data", str(base_data)], "replace mode does not use it"),
+        (["--mode", "extend", "--base-data", str(kittens)], "kitten are not classes of the base model"),
+    ):
+        out = str(tmp_path / "x.tflite")
+        code = main([str(shipped_models["default"]), "--data", str(kittens), "--out", out, *argv])
+        err = capsys.readouterr().err
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1
