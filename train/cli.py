@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from edge_app.argtypes import finite_float
+from edge_app.argtypes import finite_float, rgb_triple
 from edge_app.cli import guarded
+from edge_app.contract import COLORS
 from edge_app.errors import EdgeClfError
-from train import architectures, augment, balance, resume
+from train import architectures, augment, balance, lonecontract, resume, warmstart
 from train.data import DataSpec
 from train.distribute import STRATEGIES
 from train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -125,6 +127,27 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="tf.distribute: mirrored (GPUs of one host), multiworker (hosts in TF_CONFIG), auto; "
         "--batch-size is per replica and the learning rate scales with the replicas",
     )
+    start = parser.add_argument_group(
+        "warm start (--init): fine-tune a trained model on the data; its architecture, input size, colour order, "
+        "normalisation and resize mode carry over"
+    )
+    start.add_argument(
+        "--init",
+        metavar="RUN_OR_KERAS",
+        help="start from this run folder's model.keras (or a lone .keras / .h5 file) instead of random weights. "
+        "The same labels (in any order): the whole model is kept; other labels: a new classifier head, the "
+        "layers before it kept and the old head's rows copied for the labels both share. A stated --arch, "
+        "--image-size or --resize must match the model's; not with --weights or --resume",
+    )
+    start.add_argument("--mean", type=rgb_triple, help="lone --init file: what its training subtracted from pixels")
+    start.add_argument("--std", type=rgb_triple, help="lone --init file: what its training divided by after the mean")
+    start.add_argument("--color", choices=COLORS, help="lone --init file: the channel order it was trained on")
+    start.add_argument(
+        "--labels",
+        type=Path,
+        help="lone --init file: labels file, one class name per line in its output order (these four may come "
+        "from a <stem>.json sidecar beside it instead, as for `edgeclf convert`)",
+    )
     parser.add_argument("--out", default=None, help="run folder (default runs/<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     parser.add_argument(
@@ -148,7 +171,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data["data"] = str(Path(data["data"]).resolve())
     if data["data_dir"]:
         data["data_dir"] = str(Path(data["data_dir"]).resolve())
-    fields = {name: opts[name] for name in TrainConfig.__dataclass_fields__ if name not in ("data", "augment", "out")}
+    skip = ("data", "augment", "out", "init")  # init: warmstart.configure resolves it
+    fields = {name: opts[name] for name in TrainConfig.__dataclass_fields__ if name not in skip}
     return TrainConfig(
         data=DataSpec(**data),
         augment=augment.parse(args.augment),
@@ -186,6 +210,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(summary(train_model(config, resume=True)))
         return 0
     config = config_from_args(args)
+    contract = {name: getattr(args, name) for name in lonecontract.CONTRACT_OPTIONS}
+    if args.init is not None:
+        given = _given(parser, argv, list(vars(args)))
+        config = warmstart.configure(config, args.init, given, contract)
+        if args.out is None:
+            config = replace(config, out=f"runs/{config.arch}")
+    elif any(value is not None for value in contract.values()):
+        named = ", ".join(f"--{name}" for name, value in contract.items() if value is not None)
+        parser.error(f"{named}: only with --init (the contract of a lone Keras file to start from)")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise EdgeClfError(f"--out {out} is a file, not a folder")

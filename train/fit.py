@@ -14,7 +14,20 @@ import numpy as np
 from edge_app import files, metrics, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.errors import EdgeClfError, require
-from train import architectures, augment, balance, bn, distill, distribute, multiworker, optim, report, transfer, whiten
+from train import (
+    architectures,
+    augment,
+    balance,
+    bn,
+    distill,
+    distribute,
+    multiworker,
+    optim,
+    report,
+    transfer,
+    warmstart,
+    whiten,
+)
 from train import resume as resume_state
 from train.data import DataSpec, Splits, load_splits
 from train.macs import count_macs
@@ -52,6 +65,7 @@ class TrainConfig:
     bias_lr_scale: float = 1.0  # SGD: batch-norm shifts step this many times further
     lookahead: bool = False  # average weights every few steps and copy the average back
     balance: str = "auto"  # none | weights | sampling | auto (train_model resolves it; run.json holds the result)
+    init: warmstart.InitSource | None = None  # start from this model's weights (warmstart.configure sets it)
     out: str = "runs/latest"
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +78,8 @@ class TrainConfig:
         """The inverse of to_dict (run.json's "config"); missing options take their defaults."""
         fields = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k not in ("data", "augment")}
         fields.setdefault("balance", "none")  # runs from before --balance trained without it
+        if fields.get("init") is not None:
+            fields["init"] = warmstart.InitSource.from_dict(fields["init"])
         data = DataSpec.from_dict(raw.get("data") or {})
         return cls(data=data, augment=tuple(raw.get("augment", augment.DEFAULT_AUGMENT)), **fields)
 
@@ -81,12 +97,15 @@ class TrainResult:
     wrote: bool = True  # False on a cluster's non-chief workers: the chief writes the run folder
     counts: dict[str, dict[str, int]] | None = None  # images per class and split (balance.counts_table)
     monitor: str = "val_accuracy"  # the validation number that picked best_epoch (balance.monitor)
+    init: dict[str, Any] | None = None  # what a warm start kept (warmstart.outcome)
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
     """The contract's input for a run: RGB at the run's size and resize mode, scaled to 0..1, or as
     a pretrained backbone expects it."""
     size = config.data.image_size
+    if config.init is not None:  # the init model's contract: it must see frames as it did before
+        return config.init.input_spec(size, config.data.resize)
     mean, std = 0.0, 255.0
     if config.arch in transfer.BACKBONES:
         mean, std = transfer.BACKBONES[config.arch].mean, transfer.BACKBONES[config.arch].std
@@ -193,6 +212,8 @@ def validate(config: TrainConfig) -> None:
             raise EdgeClfError(message)
     if config.arch not in architectures.names():
         architectures.build(config.arch, (8, 8, 3), 2)  # raises the one-line error
+    if config.init is not None and config.weights != "none":
+        raise EdgeClfError("--weights and --init both give the starting weights: choose one")
     if config.weights != "none" and config.arch not in transfer.BACKBONES:
         raise EdgeClfError(f"--weights applies to {', '.join(transfer.BACKBONES)}, not {config.arch}")
 
@@ -283,14 +304,8 @@ def train_model(
             file=sys.stderr,
         )
     with scope:
-        model = architectures.build(config.arch, (spec.height, spec.width, 3), n_classes, config.weights)
-        params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-        macs = count_macs(model)
-        pretrained = config.arch in transfer.BACKBONES and config.weights != "none"
-        if pretrained:
-            transfer.freeze_backbone(model)  # phase 1: the new head only
-        if whiten.initialise(model, x_train, seed=config.data.seed):
-            print("whitening stem set from the training images' 2x2 patches", file=sys.stderr)
+        model, params, macs, started = _start_model(config, spec, splits.classes, x_train, fresh=saved is None)
+        pretrained = _pretrained(config)
         model.compile(optimizer=optim.optimizer(keras, scaled, steps, model), loss=loss, metrics=metric)
     # a resumed run draws its shuffles and augmentations from a seed moved on by the epochs done,
     # so it does not replay the first epochs' batches (train/resume.py says why not bit for bit)
@@ -408,12 +423,37 @@ def train_model(
         wrote=distribute.is_chief(strategy),
         counts=counts,
         monitor=monitor,
+        init=started,
     )
     if result.wrote:  # in a cluster, only the chief writes the run folder
         files.atomic_write(out / "model.keras", lambda tmp: _save_keras(model, tmp))
         report.write_run(out, config, result, history)
         resume_state.clear(out)  # the run folder is whole: nothing left to resume
     return result
+
+
+def _pretrained(config: TrainConfig) -> bool:
+    """Whether the run starts from trained weights in a backbone: its head trains first on the frozen backbone."""
+    return config.arch in transfer.BACKBONES and (config.weights != "none" or config.init is not None)
+
+
+def _start_model(
+    config: TrainConfig, spec: InputSpec, classes: tuple[str, ...], x_train: np.ndarray, fresh: bool
+) -> tuple[Any, int, int, dict[str, Any] | None]:
+    """(model, trainable params, MACs, what --init kept) for a run: the architecture built, then its start set:
+    the --init model's weights, or for a new run a pretrained backbone frozen for its head's phase and a
+    whitening stem set from the data. A resumed run (not `fresh`) gets its weights from the resume state."""
+    model = architectures.build(config.arch, (spec.height, spec.width, 3), len(classes), config.weights)
+    params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    macs = count_macs(model)
+    started = None
+    if config.init is not None:
+        started = warmstart.apply(model, config.init, classes) if fresh else warmstart.outcome(config.init, classes)
+    if _pretrained(config):
+        transfer.freeze_backbone(model)  # phase 1: the head only
+    if config.init is None and whiten.initialise(model, x_train, seed=config.data.seed):
+        print("whitening stem set from the training images' 2x2 patches", file=sys.stderr)
+    return model, params, macs, started
 
 
 def _evaluate(model: Any, strategy: Any | None, splits: Splits, spec: InputSpec, n_rep: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict
             "epochs_run": result.epochs_run,
             "train_seconds": round(result.train_seconds, 1),
             "images_per_second": round(result.images_per_second, 1),
+            **({"init": result.init} if result.init is not None else {}),
         },
     )
     files.write_json(
@@ -45,6 +46,7 @@ def write_run(out: Path, config: TrainConfig, result: TrainResult, history: dict
             "checkpoint_metric": result.monitor,
             "balance": config.balance,
             **({"counts": result.counts} if result.counts is not None else {}),
+            **({"init": result.init} if result.init is not None else {}),
             **result.test,
         },
     )
