@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,17 +18,11 @@ from convert.verify import Verification, class_change_lines, verify
 from edge_app import metadata, preprocess
 from edge_app.contract import InputSpec, ModelInfo
 from edge_app.datasets import ImageSet
-from edge_app.errors import EdgeClfError, require
+from edge_app.errors import EdgeClfError
 from train.data import DataSpec, Splits, load_splits, stratified_split
+from train.kerasfile import KERAS_SUFFIXES, load_keras
+from train.kerasfile import check_archive as _check_keras_archive
 from train.macs import count_macs
-
-try:
-    from lzma import LZMAError
-except ImportError:  # a Python built without liblzma: zipfile cannot inflate LZMA members either
-    LZMAError = zlib.error
-
-KERAS_SUFFIXES = (".keras", ".h5")
-MAX_KERAS_CONFIG = 64 * 2**20  # a model's architecture JSON; far above any real one, below a zip bomb
 
 
 @dataclass(frozen=True)
@@ -60,40 +51,6 @@ def resolve_source(source: str | Path) -> tuple[Path, RunRecord | None]:
     if not run_file.is_file():
         return model, None
     return model, read_run(run_file)
-
-
-def load_keras(path: Path) -> Any:
-    """Load a Keras model, or a one-line error when the file is not a readable one."""
-    _check_keras_archive(path)
-    keras = require("keras", "train")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - corrupt zips, wrong formats, missing layers
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise EdgeClfError(f"{path} is not a readable Keras model ({first})") from None
-
-
-def _check_keras_archive(path: Path) -> None:
-    """Name what is wrong with a .keras file before Keras does: it calls a non-zip 'File not found'."""
-    if path.suffix != ".keras":
-        return
-    try:
-        if not zipfile.is_zipfile(path):
-            raise EdgeClfError(f"{path} is not a readable Keras model (not a zip archive, or a truncated one)")
-        with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.namelist():
-                raise EdgeClfError(f"{path} is not a readable Keras model (a zip archive with no config.json in it)")
-            if archive.getinfo("config.json").file_size > MAX_KERAS_CONFIG:
-                raise EdgeClfError(f"{path} is not a readable Keras model (its config.json is implausibly large)")
-            json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, EOFError, zlib.error, LZMAError) as exc:  # the last two: damaged compressed data
-        raise EdgeClfError(f"{path} is not a readable Keras model (damaged zip archive: {exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise EdgeClfError(f"{path} is not a readable Keras model (its config.json is not valid JSON)") from None
-    except (NotImplementedError, RuntimeError) as exc:  # an unknown compression method; an encrypted member
-        raise EdgeClfError(f"{path} is not a readable Keras model (config.json cannot be extracted: {exc})") from None
-    except OSError as exc:
-        raise EdgeClfError(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 def _base_info(model: Any, run: RunRecord | None, data: DataSpec, lone: LoneContract | None) -> ModelInfo:

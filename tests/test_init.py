@@ -156,7 +156,7 @@ def test_refusals(base, tmp_path, capsys):
         (["--init", str(run), "--resize", "center_crop"], 1, "the --init model was trained with stretch"),
         (["--init", str(run), "--weights", "x.h5"], 1, "--weights and --init both give the starting weights"),
         (["--init", str(tmp_path / "nowhere")], 1, "no such run folder or Keras file"),
-        (["--init", str(junk)], 1, f"--init {junk} is not a readable Keras model"),
+        (["--init", str(junk)], 1, f"--init {junk} is not a readable Keras model (not a zip archive"),
         (["--init", str(empty)], 1, "no model.keras in it, so not a run folder"),
         (["--init", str(lone)], 1, "has no run.json beside it; pass --mean, --std, --color and --labels"),
         (["--init", str(lone), "--mean", "0", "--std", "255"], 1, "pass --color and --labels"),

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import EdgeClfError, MetadataError, require
-from train import architectures, lonecontract
+from edge_app.errors import EdgeClfError, MetadataError
+from train import architectures, kerasfile, lonecontract
 from train.jsonfile import read_json
 
 if TYPE_CHECKING:
     from train.fit import TrainConfig
 
-KERAS_SUFFIXES = (".keras", ".h5")
 RUN_FILE = "run.json"
 
 
@@ -64,7 +63,7 @@ def model_file(path: str | Path) -> tuple[Path, Path | None]:
         if not model.is_file():
             raise EdgeClfError(f"--init {path}: no model.keras in it, so not a run folder of `edgeclf train`")
     elif path.is_file():
-        if path.suffix not in KERAS_SUFFIXES:
+        if path.suffix not in kerasfile.KERAS_SUFFIXES:
             raise EdgeClfError(f"--init {path}: not a Keras model (give a run folder, a .keras or a .h5 file)")
         model = path
     else:
@@ -75,12 +74,10 @@ def model_file(path: str | Path) -> tuple[Path, Path | None]:
 
 def load_model(path: Path) -> Any:
     """The Keras model in `path`, or one line saying why it is not one."""
-    keras = require("keras", "train")
     try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - corrupt zips, wrong formats, unknown layers: one line each
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise EdgeClfError(f"--init {path} is not a readable Keras model ({first})") from None
+        return kerasfile.load_keras(path)
+    except EdgeClfError as exc:
+        raise EdgeClfError(f"--init {exc}") from None
 
 
 def _run_contract(run_file: Path) -> tuple[ModelInfo, str | None]:
