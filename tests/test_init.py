@@ -177,3 +177,30 @@ def test_refusals(base, tmp_path, capsys):
         assert message in err, (extra, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1 or code == 2, (extra, err)
     assert not out.exists()
+
+
+def test_a_whitened_net_keeps_its_stem_and_gets_its_own_kind_of_head(base, tmp_path, capsys):
+    """airbench_tiny: a frozen whitening stem set from the first run's data (not re-set from the new data) and a
+    bias-free head; a different label set gets a bias-free head with the shared labels' columns."""
+    folder, _ = base
+    first = tmp_path / "first"
+    assert main(args(folder, first, "--arch", "airbench_tiny", "--image-size", "16", "--learning-rate", "1e-3")) == 0
+    other = tmp_path / "other"
+    shutil.copytree(folder / "train" / "red", other / "train" / "red")
+    shutil.copytree(folder / "test" / "red", other / "test" / "red")
+    for split in ("train", "test"):  # a new class of dark images: whitening them would give another stem
+        (other / split / "dark").mkdir()
+        for i in range(12):
+            shutil.copy(folder / split / "blue" / f"{i:03d}.png", other / split / "dark" / f"{i:03d}.png")
+    out = tmp_path / "warm"
+    capsys.readouterr()
+    assert main(args(other, out, "--init", str(first), "--learning-rate", TINY_LR)) == 0
+    err = capsys.readouterr().err
+    assert "whitening stem set" not in err and "training airbench_tiny" in err
+    old, new = model_of(first), model_of(out)
+    for a, b in zip(old.get_layer("whiten").get_weights(), new.get_layer("whiten").get_weights()):
+        np.testing.assert_array_equal(b, a)
+    old_head, head = old.layers[-3].get_weights(), new.layers[-3].get_weights()
+    assert len(head) == 1 and head[0].shape == (56, 2)  # bias-free, one column per class: dark, red
+    np.testing.assert_allclose(head[0][:, 1], old_head[0][:, 2], atol=1e-6)  # red
+    assert json.loads((out / "run.json").read_text())["init"]["copied_labels"] == ["red"]
