@@ -63,14 +63,18 @@ class FixedClassifier:
     def classify(self, image_bgr, live=False):
         return self.result
 
+    def answer(self, image_bgr, live=False):  # the result with the model that made it, as SharedClassifier's
+        return self.result, self.clf.path.name, "0123456789ab"
+
 
 class RecordingHistory:
     def __init__(self):
         self.rows = []
         self.added = threading.Event()
 
-    def add(self, image_bgr, source, label, confidence, top, model, filename=None):
+    def add(self, image_bgr, source, label, confidence, top, model, filename=None, model_sha=None):
         self.rows.append((source, label, confidence, top, model, filename))
+        self.sha = model_sha
         self.added.set()
         return len(self.rows), f"{len(self.rows)}.jpg"
 
@@ -90,3 +94,4 @@ def test_live_feed_state_and_history_rows_use_the_same_fields():
     assert set(state) == {"source", "frames", "fps", "label", "top", "error"}
     assert {k: state[k] for k in ("label", "top")} == frame_json(UNSURE)
     assert history.rows[0] == ("live", "uncertain", 0.3, frame_json(UNSURE)["top"], "fake.tflite", None)
+    assert history.sha == "0123456789ab"  # which model answered, recorded with the row
