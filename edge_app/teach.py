@@ -157,6 +157,8 @@ def teach(config: TeachConfig) -> TeachResult:
         raise TeachError(f"--mode must be one of {', '.join(MODES)}, got {config.mode!r}")
     if config.shots is not None and config.shots < 1:
         raise TeachError(f"--shots must be at least 1, got {config.shots}")
+    if config.base_shots < 1:
+        raise TeachError(f"--base-shots must be at least 1, got {config.base_shots}")
     if not config.base.is_file():
         raise TeachError(f"base model not found: {config.base}")
     if config.base_data is not None and config.mode != "extend":

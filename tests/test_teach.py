@@ -280,6 +280,7 @@ def test_base_pictures_cap_what_a_new_class_takes(shipped_models, tmp_path, caps
     for argv, message in (
         (["--base-data", str(base_data)], "replace mode does not use it"),
         (["--mode", "extend", "--base-data", str(kittens)], "kitten are not classes of the base model"),
+        (["--mode", "extend", "--base-data", str(base_data), "--base-shots", "0"], "--base-shots must be at least 1"),
     ):
         out = str(tmp_path / "x.tflite")
         code = main([str(shipped_models["default"]), "--data", str(kittens), "--out", out, *argv])
