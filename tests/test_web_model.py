@@ -165,3 +165,29 @@ def test_sighup_reloads_the_model_and_keeps_it_when_the_file_is_missing_or_broke
     assert all("still serving live.tflite" in line and line.count("\n") == 1 for line in failed)
     assert "not a usable classifier" in failed[0] and "model file not found" in failed[1]
     assert not any("Traceback" in line for line in lines), lines
+
+
+def test_sighup_after_an_upload_reloads_the_model_with_its_labels_file(shipped_models, tmp_path):
+    """--labels belongs to --model: a reload after an upload (the base is the upload then) still passes it."""
+    from edge_app.classifier import Classifier
+
+    good = shipped_models["default"]
+    plain = tmp_path / "plain.tflite"  # no metadata: usable only with --labels
+    plain.write_bytes(metadata.strip_embedded(good.read_bytes()))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(Classifier(good).labels) + "\n")
+    config = ServeConfig(model=plain, labels=labels, db=tmp_path / "db" / "h.sqlite3", token=TOKEN)
+    app, _feed, _ = make_app(config)
+    client = app.test_client()
+    before = client.get("/api/model", headers=AUTH).get_json()
+    assert before["file"] == "plain.tflite"
+    data = shipped_models["tutorial_cnn_int8"].read_bytes()
+    r = client.post("/api/model", data={"model": (io.BytesIO(data), "new.tflite")}, headers=AUTH)
+    assert r.status_code == 200, r.get_json()
+    deploy = app.extensions["edgeclf_deploy"]
+    assert deploy.reload() is not None  # SIGHUP's thread calls this
+    after = client.get("/api/model", headers=AUTH).get_json()
+    assert after["file"] == "plain.tflite" and after["labels"] == before["labels"]
+    assert deploy.base.path == plain and deploy.base.labels == labels and deploy.current is deploy.base
+    assert deploy.reload() is not None  # and again, from itself
+    assert deploy.current.labels == labels

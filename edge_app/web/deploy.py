@@ -78,10 +78,12 @@ class Deployer:
         labels: Path | None = None,
         runtime: str | None = None,
     ) -> None:
-        """`folder`: where uploads are kept; `model`: the file SIGHUP reloads (default the one in force)."""
+        """`folder`: where uploads are kept; `model`: the file SIGHUP reloads (default the one in force), with
+        `labels` (--labels: it belongs to `model`, whatever the base is when SIGHUP comes)."""
         self.shared = shared
         self.folder = folder
         self.model = model or shared.clf.path
+        self.labels = labels
         self.runtime = runtime
         self.current = InForce(shared.clf.path, labels, True)
         self.base = self.current
@@ -145,13 +147,11 @@ class Deployer:
         in one line. The reloaded model is the new base."""
         with self._lock:
             try:
-                loaded = check_model(
-                    self.model, self.base.labels if self.base.path == self.model else None, self.runtime
-                )
+                loaded = check_model(self.model, self.labels, self.runtime)
             except BadModel as exc:
                 log.error("reload of %s failed, still serving %s: %s", self.model, self.current.path.name, exc)
                 return None
-            clf = self._use(loaded, InForce(self.model, self.base.labels, True))
+            clf = self._use(loaded, InForce(self.model, self.labels, True))
         log.info("model: reloaded %s (sha256 %s)", self.model, self.shared.sha)
         return clf
 
