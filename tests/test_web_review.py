@@ -129,3 +129,25 @@ def test_without_a_review_dir_the_page_says_how(shipped_models, tmp_path):
     assert page.status_code == 200 and b'id="no-review-dir"' in page.data
     assert client.get("/api/review").get_json()["frames"] == []
     assert client.get("/review/frames/cat/20231114T221320000000-000000.jpg").status_code == 404
+
+
+def test_a_thumbnail_pruned_while_its_row_is_labelled_is_missing(setup, monkeypatch):
+    """The history prunes live rows' thumbnails in another thread: one gone between the check and the read
+    is an item that no longer exists (404), as a deleted row is, not a 500."""
+    from edge_app.web.store import History
+
+    client, _, rows, _, teach_dir = setup
+    found = History.thumb_path
+
+    def pruned_meanwhile(self, name):
+        path = found(self, name)
+        if path is not None:
+            path.unlink()  # what prune_live does between thumb_path's check and the read
+        return path
+
+    monkeypatch.setattr(History, "thumb_path", pruned_meanwhile)
+    r = client.post("/api/review/label", json={"items": [rows[0]], "label": "cup"})
+    assert r.status_code == 404 and r.get_json() == {"error": f"no longer there: {rows[0]}"}
+    mixed = client.post("/api/review/label", json={"items": [rows[1], rows[2]], "label": "cup"})
+    assert mixed.status_code == 404
+    assert not (teach_dir / "cup").exists() or not any((teach_dir / "cup").iterdir())  # no empty picture taught

@@ -10,6 +10,7 @@ action comes (reviewed in another tab, deleted, pruned) is reported as missing, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -100,10 +101,14 @@ class Review:
             else:
                 entry = self.history.get(int(match["id"]))
                 thumb = None if entry is None or entry.reviewed else self.history.thumb_path(entry.thumb)
-                if thumb is None:
+                picture = None
+                if thumb is not None:
+                    with contextlib.suppress(FileNotFoundError):  # the history prunes live thumbnails meanwhile
+                        picture = thumb.read_bytes()
+                if picture is None:
                     outcome.missing.append(item)
                     continue
-                files.write_bytes(self.teaching.folder(label) / picture_name(), thumb.read_bytes())
+                files.write_bytes(self.teaching.folder(label) / picture_name(), picture)
                 if not self.history.mark_reviewed(entry.id, label):  # deleted meanwhile: the picture stays taught
                     outcome.missing.append(item)
                     continue
