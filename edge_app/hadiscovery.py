@@ -7,6 +7,7 @@ entities under one device, and the availability topic that greys them out while 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -23,13 +24,35 @@ def config_topic(component: str, node_id: str, object_id: str) -> str:
     return f"{DISCOVERY_PREFIX}/{component}/{sanitise(node_id)}/{sanitise(object_id)}/config"
 
 
+def object_id(label: str) -> str:
+    """The binary sensor's object id of `label`: label_<label> when that is already [A-Za-z0-9_-], otherwise the
+    sanitised label and a hash of the label itself, so that 'traffic light' and 'traffic_light', or '猫' and '犬'
+    (both nothing once sanitised), stay two entities, and a label keeps its id whatever else is listed."""
+    clean = sanitise(label)
+    if clean == label:
+        return f"label_{label}"
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"label_{digest}" if clean == "_" else f"label_{clean}_{digest}"
+
+
 def check_labels(wanted: Sequence[str], labels: Sequence[str], model: str) -> None:
-    """EdgeClfError when --ha-labels names a label the model does not have (its sensor would never be on)."""
+    """EdgeClfError when --ha-labels names a label the model does not have (its sensor would never be on), one
+    twice, or two whose entities would be one."""
     unknown = [name for name in wanted if name not in labels]
     if unknown:
         raise EdgeClfError(
             f"--ha-labels: {', '.join(map(repr, unknown))} not among the labels of {model} ({', '.join(labels)})"
         )
+    twice = next((name for i, name in enumerate(wanted) if name in wanted[:i]), None)
+    if twice is not None:
+        raise EdgeClfError(f"--ha-labels: {twice!r} is given twice")
+    owner: dict[str, str] = {}  # object id -> the label that has it
+    for name in wanted:
+        key = object_id(name)
+        if key in owner:
+            entity = f"would be the same Home Assistant entity ({key})"
+            raise EdgeClfError(f"--ha-labels: {owner[key]!r} and {name!r} {entity}")
+        owner[key] = name
 
 
 def _jinja_string(text: str) -> str:
@@ -85,7 +108,7 @@ def configs(settings: MqttSettings, model: str) -> list[tuple[str, dict[str, Any
         entities.append(
             (
                 "binary_sensor",
-                f"label_{label}",
+                object_id(label),
                 {
                     "name": label,
                     "state_topic": state,
@@ -99,8 +122,7 @@ def configs(settings: MqttSettings, model: str) -> list[tuple[str, dict[str, Any
     if settings.snapshot:
         entities.append(("camera", "snapshot", {"name": "Snapshot", "topic": settings.topic("snapshot")}))
     out = []
-    for component, object_id, entity in entities:
-        unique_id = f"{node}_{sanitise(object_id)}"
-        body = {**entity, "unique_id": unique_id, **common}
-        out.append((config_topic(component, node, object_id), body))
+    for component, entity_id, entity in entities:
+        body = {**entity, "unique_id": f"{node}_{sanitise(entity_id)}", **common}
+        out.append((config_topic(component, node, entity_id), body))
     return out

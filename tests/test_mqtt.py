@@ -177,7 +177,7 @@ def test_discovery_configs():
     configs = dict(hadiscovery.configs(ha_settings(snapshot=True), "airbench_tiny_int8.tflite"))
     assert sorted(configs) == [
         "homeassistant/binary_sensor/edgeclf_front_door/label_cat/config",
-        "homeassistant/binary_sensor/edgeclf_front_door/label_say_hi/config",
+        "homeassistant/binary_sensor/edgeclf_front_door/label_say_hi_f65be999/config",
         "homeassistant/camera/edgeclf_front_door/snapshot/config",
         "homeassistant/sensor/edgeclf_front_door/label/config",
         "homeassistant/sensor/edgeclf_front_door/score/config",
@@ -210,10 +210,34 @@ def test_discovery_templates_render_as_home_assistant_would():
     assert render(node.format("sensor", "score"), state) == "91.2"
     assert render(node.format("binary_sensor", "label_cat"), state) == "ON"
     assert render(node.format("binary_sensor", "label_cat"), {"label": "uncertain", "score": 0.3}) == "OFF"
-    assert render(node.format("binary_sensor", "label_say_hi"), {"label": 'say "hi"', "score": 1}) == "ON"
-    assert render(node.format("binary_sensor", "label_say_hi"), state) == "OFF"
+    assert render(node.format("binary_sensor", "label_say_hi_f65be999"), {"label": 'say "hi"', "score": 1}) == "ON"
+    assert render(node.format("binary_sensor", "label_say_hi_f65be999"), state) == "OFF"
 
 
 def test_ha_labels_must_be_labels_of_the_model():
     with pytest.raises(EdgeClfError, match=r"--ha-labels: 'parcel' not among the labels of m.tflite \(cat, dog\)"):
         hadiscovery.check_labels(("cat", "parcel"), ("cat", "dog"), "m.tflite")
+
+
+def test_each_ha_label_has_its_own_entity():
+    """Labels that sanitising changes (non-ASCII, a space, a quote) keep apart: each gets a stable hash of itself."""
+    labels = ("猫", "犬", "traffic light", "traffic-light", "traffic_light", "cat")
+    configs = hadiscovery.configs(ha_settings(ha_labels=labels), "m.tflite")
+    binary = {body["name"]: (topic, body["unique_id"]) for topic, body in configs if "/binary_sensor/" in topic}
+    assert sorted(binary) == sorted(labels)
+    assert len({topic for topic, _ in binary.values()}) == len({uid for _, uid in binary.values()}) == len(labels)
+    assert all(mqttopts.ID_CHARS.search(uid) is None for _, uid in binary.values())
+    assert binary["cat"][1] == "edgeclf_front_door_label_cat"  # a label that needs no change keeps its plain id
+    assert binary["traffic-light"][1] == "edgeclf_front_door_label_traffic-light"
+    again = dict((b["name"], b["unique_id"]) for t, b in hadiscovery.configs(ha_settings(ha_labels=labels[:1]), "m"))
+    assert again["猫"] == binary["猫"][1]  # stable: the same label, the same entity, whatever else is listed
+
+
+def test_ha_labels_whose_ids_collide_are_refused():
+    clean = hadiscovery.object_id("猫")  # label_<hash>: a label named <hash> would have it too
+    with pytest.raises(EdgeClfError, match=r"^--ha-labels: 'cat' is given twice$"):
+        hadiscovery.check_labels(("cat", "cat"), ("cat", "dog"), "m.tflite")
+    named = clean.removeprefix("label_")
+    with pytest.raises(EdgeClfError) as error:
+        hadiscovery.check_labels(("猫", named), ("猫", named), "m.tflite")
+    assert str(error.value) == f"--ha-labels: '猫' and '{named}' would be the same Home Assistant entity ({clean})"
