@@ -81,7 +81,9 @@ def parse_url(url: str, environ: Mapping[str, str]) -> dict[str, object]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise EdgeClfError(f"--mqtt {_redacted(url)}: {exc}") from None
+        # urlsplit quotes the text it took for a port ("... as 's3cr'"), a piece of a password with a '/' in it
+        hint = "; a '/' or '@' in the password is written %2F or %40" if "@" in url else ""
+        raise EdgeClfError(f"--mqtt {_redacted(url)}: {str(exc).split(' as ')[0]}{hint}") from None
     if parts.scheme not in PORTS:
         raise EdgeClfError(f"--mqtt {_redacted(url)}: expected mqtt://[user[:pass]@]host[:port] or mqtts://...")
     if not parts.hostname:
@@ -102,8 +104,9 @@ def parse_url(url: str, environ: Mapping[str, str]) -> dict[str, object]:
 
 
 def _redacted(url: str) -> str:
-    """`url` with any password replaced by ***."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """`url` with any password replaced by ***: everything from the first ':' of the user part to the last '@'
+    (a password may hold '@' and '/' unencoded, which urlsplit would read as the host or the path)."""
+    return re.sub(r"^([^/]*//[^:]*:).*@", r"\1***@", url)
 
 
 def _topic_prefix(text: str) -> str:
