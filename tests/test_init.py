@@ -149,8 +149,21 @@ def test_refusals(base, tmp_path, capsys):
     empty.mkdir()
     lone = tmp_path / "lone.keras"
     shutil.copy(run / "model.keras", lone)
+    unfinished = tmp_path / "unfinished"  # killed before its end: run.json holds the config alone
+    unfinished.mkdir()
+    shutil.copy(run / "model.keras", unfinished / "model.keras")
+    (unfinished / "run.json").write_text(json.dumps({"config": {"arch": "tutorial_cnn"}}))
+    custom = tmp_path / "custom.keras"
+    keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(3)], name="custom").save(
+        custom
+    )
+    contract = ["--mean", "0", "--std", "255", "--color", "RGB", "--labels", str(tmp_path / "labels.txt")]
+    (tmp_path / "labels.txt").write_text("blue\ngreen\nred\n")
     out = tmp_path / "out"
     cases = [
+        (["--init", str(unfinished)], 1, "has no usable model_info"),
+        (["--init", str(custom), *contract], 1, "a Keras model named 'custom', not one of the architectures"),
+        (["--init", str(custom), *contract, "--arch", "tutorial_cnn"], 1, "not this architecture"),
         (["--init", str(run), "--image-size", "24"], 1, "--image-size 24: the --init model takes 16x16 inputs"),
         (["--init", str(run), "--arch", "resnet8"], 1, "--arch resnet8: the --init model is a tutorial_cnn"),
         (["--init", str(run), "--resize", "center_crop"], 1, "the --init model was trained with stretch"),

@@ -143,6 +143,8 @@ def configure(
         raise EdgeClfError(
             f"--resize {config.data.resize}: the --init model was trained with {resize} (leave --resize out)"
         )
+    # the architecture's own model must take the init's weights: a mismatch is found before any data is read
+    _matched_layers(architectures.build(arch or config.arch, (size, size, 3), len(labels)), model, model_path)
     source = InitSource(str(Path(init).resolve()), tuple(labels), spec.color, spec.mean, spec.std)
     data = replace(config.data, image_size=size, resize=resize)
     return replace(config, arch=arch or config.arch, data=data, init=source)
@@ -172,26 +174,32 @@ def describe(record: dict[str, Any]) -> str:
     )
 
 
-def apply(model: Any, init: InitSource, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Copy the init model's weights into `model` (freshly built, same architecture, one output per class);
-    the returned record says what was kept."""
-    source = load_model(model_file(init.path)[0])
+def _matched_layers(model: Any, source: Any, path: str | Path) -> tuple[list[Any], list[Any]]:
+    """The layers with weights of `model` and of the init model `source`, checked to pair up one to one
+    with the same weight shapes (all but the classifier, the last of them)."""
     ours = [layer for layer in model.layers if layer.weights]
     theirs = [layer for layer in source.layers if layer.weights]
     if len(ours) != len(theirs):
         raise EdgeClfError(
-            f"--init {init.path}: {len(theirs)} layers with weights, {model.name} has {len(ours)}: "
-            "not this architecture"
+            f"--init {path}: {len(theirs)} layers with weights, {model.name} has {len(ours)}: not this architecture"
         )
     for mine, old in zip(ours[:-1], theirs[:-1]):
-        arrays = old.get_weights()
-        wanted = [tuple(w.shape) for w in mine.get_weights()]
-        if [a.shape for a in arrays] != wanted:
+        have, wanted = [tuple(w.shape) for w in old.weights], [tuple(w.shape) for w in mine.weights]
+        if have != wanted:
             raise EdgeClfError(
-                f"--init {init.path}: layer {old.name} holds {[a.shape for a in arrays]}, {model.name}'s {mine.name} "
-                f"needs {wanted}: not this architecture"
+                f"--init {path}: layer {old.name} holds {have}, {model.name}'s {mine.name} needs {wanted}: "
+                "not this architecture"
             )
-        mine.set_weights(arrays)
+    return ours, theirs
+
+
+def apply(model: Any, init: InitSource, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Copy the init model's weights into `model` (freshly built, same architecture, one output per class);
+    the returned record says what was kept."""
+    source = load_model(model_file(init.path)[0])
+    ours, theirs = _matched_layers(model, source, init.path)
+    for mine, old in zip(ours[:-1], theirs[:-1]):
+        mine.set_weights(old.get_weights())
     head, old_head = ours[-1], theirs[-1]
     fresh, arrays = head.get_weights(), old_head.get_weights()
     if [a.shape[:-1] for a in arrays] != [a.shape[:-1] for a in fresh]:
