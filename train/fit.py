@@ -102,7 +102,7 @@ class TrainResult:
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
     """The contract's input for a run: RGB at the run's size and resize mode, scaled to 0..1, or as
-    a pretrained backbone expects it."""
+    a pretrained backbone expects it, or as the --init model was trained."""
     size = config.data.image_size
     if config.init is not None:  # the init model's contract: it must see frames as it did before
         return config.init.input_spec(size, config.data.resize)
@@ -441,8 +441,8 @@ def _start_model(
     config: TrainConfig, spec: InputSpec, classes: tuple[str, ...], x_train: np.ndarray, fresh: bool
 ) -> tuple[Any, int, int, dict[str, Any] | None]:
     """(model, trainable params, MACs, what --init kept) for a run: the architecture built, then its start set:
-    the --init model's weights, or for a new run a pretrained backbone frozen for its head's phase and a
-    whitening stem set from the data. A resumed run (not `fresh`) gets its weights from the resume state."""
+    the --init model's weights (a new run only: a resumed one, not `fresh`, gets its weights from the resume
+    state), a pretrained backbone frozen for its head's phase, or a whitening stem set from the data."""
     model = architectures.build(config.arch, (spec.height, spec.width, 3), len(classes), config.weights)
     params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     macs = count_macs(model)
