@@ -153,7 +153,8 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
     cmd = [sys.executable, "-m", "edge_app.web.serve", "--port", str(port), "--db", str(tmp_path / "h.sqlite3")]
     cmd += ["--source", str(SAMPLES / "clip.mp4"), "--review-dir", str(tmp_path / "collect")]
     cmd += ["--history-live-every", "0.5"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    token = "a-long-enough-test-token-1234"  # Learn changes the model in force: a server without one refuses it
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGECLF_TOKEN": token}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     def up() -> bool:
@@ -166,7 +167,7 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(up, 60, "the server")
-        browser.get(base + "/teach")
+        browser.get(base + f"/teach?token={token}")  # once: the cookie it sets carries it from then on
         assert browser.find_element(By.ID, "model").text == DEFAULT_MODEL.name
         label = browser.find_element(By.ID, "capture-label")
         label.send_keys("my scene")

@@ -1,6 +1,8 @@
 """The Teach page and its API through Flask's test client, on a shipped model: pictures uploaded and
 captured from the live feed, Learn (the model in force changes at once), removing a class, and the bad
-inputs (labels with path characters, nothing to learn from, a second Learn at once)."""
+inputs (labels with path characters, nothing to learn from, a second Learn at once); a server without a
+token refuses what changes the model in force, a Learn outrun by a new base, and a class removal that
+cannot learn again (its pictures stay)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_app.errors import EdgeClfError
 from edge_app.web.serve import ServeConfig, make_app
 from tests.conftest import ROOT, wait_until
 from tests.test_teach import pattern
 
 pytest.importorskip("flask")
 CLIP = ROOT / "models" / "samples" / "clip.mp4"
+TOKEN = "a-long-enough-test-token-1234"
 
 
 def pictures(kind: str, n: int, seed: int) -> list[tuple[io.BytesIO, str]]:
@@ -28,13 +32,16 @@ def pictures(kind: str, n: int, seed: int) -> list[tuple[io.BytesIO, str]]:
 def serve(shipped_models, tmp_path):
     feeds = []
 
-    def make(source=None, **options):
+    def make(source=None, token=TOKEN, **options):
         db = tmp_path / "db" / "h.sqlite3"
-        config = ServeConfig(model=shipped_models["default"], db=db, source=source, **options)
+        config = ServeConfig(model=shipped_models["default"], db=db, source=source, token=token, **options)
         app, feed, _ = make_app(config)
         feeds.append(feed)
         app.testing = True
-        return app.test_client()
+        client = app.test_client()
+        if token is not None:  # every request of the client carries it, as a script's would
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return client
 
     yield make
     for feed in feeds:
@@ -170,3 +177,120 @@ def test_a_video_source_loops_like_a_camera(tmp_path):
     finally:
         video.close()
     assert levels == [0, 1, 2, 3, 4] * 2 + [0, 1] and video.loops == 2 and video.fps == 200.0
+
+
+def test_without_a_token_what_changes_the_model_is_403_and_pictures_may_still_be_added(serve, tmp_path):
+    """As POST /api/model: anyone who can reach a server without a token could otherwise replace its model."""
+    client = serve(token=None)
+    assert upload(client, "stripes", pictures("stripes", 3, 1)).status_code == 200
+    assert upload(client, "checker", pictures("checker", 3, 2)).status_code == 200
+    refused = client.post("/api/model", data=b"x", content_type="application/octet-stream").get_json()["error"]
+    learn = client.post("/api/teach/learn", json={"mode": "replace"})
+    assert learn.status_code == 403 and learn.get_json() == {"error": refused}
+    removed = client.delete("/api/teach/labels/checker")
+    assert removed.status_code == 403 and removed.get_json() == {"error": refused}
+    page = client.post("/teach/learn", data={"mode": "extend"})
+    assert page.status_code == 403 and b"--token-file" in page.data
+    assert client.post("/teach/labels/checker/delete").status_code == 403
+    assert client.get("/api/teach").get_json()["labels"] == [
+        {"label": "checker", "images": 3},
+        {"label": "stripes", "images": 3},
+    ]
+    assert client.get("/api/model").get_json()["file"].startswith("taught-") is False
+    assert not (tmp_path / "db" / "taught").exists() or not any((tmp_path / "db" / "taught").iterdir())
+
+
+@pytest.mark.parametrize("how", ["upload", "reload"])
+def test_a_learn_outrun_by_a_new_base_is_409_and_the_new_model_stays(serve, tmp_path, shipped_models, monkeypatch, how):
+    """A model uploaded (or --model reloaded by SIGHUP) while Learn ran is not overwritten by what Learn
+    taught from the old base."""
+    import edge_app.web.teaching as teaching_module
+
+    client = serve()
+    upload(client, "stripes", pictures("stripes", 6, 1))
+    deploy = client.application.extensions["edgeclf_deploy"]
+    real = teaching_module.teach
+
+    def outrun(config):  # the other request lands while this Learn reads its pictures
+        if how == "upload":
+            deploy.upload(shipped_models["tutorial_cnn_int8"].read_bytes(), "new.tflite")
+        else:
+            assert deploy.reload() is not None
+        return real(config)
+
+    monkeypatch.setattr(teaching_module, "teach", outrun)
+    r = client.post("/api/teach/learn", json={"mode": "extend"})
+    assert r.status_code == 409, r.get_json()
+    error = r.get_json()["error"]
+    assert "changed while Learn ran" in error and "\n" not in error and str(tmp_path) not in error
+    card = client.get("/api/model").get_json()
+    assert card["file"] == deploy.base.path.name and not card["file"].startswith("taught-")
+    assert card["file"].startswith("new-") if how == "upload" else card["file"] == shipped_models["default"].name
+    assert list((tmp_path / "db" / "taught").glob("*.tflite")) == []  # the refused result is not kept
+    assert client.get("/api/teach").get_json()["last"] is None
+    monkeypatch.setattr(teaching_module, "teach", real)
+    again = client.post("/api/teach/learn", json={"mode": "extend"})  # from the new base this time
+    assert again.status_code == 200, again.get_json()
+    assert client.get("/api/model").get_json()["file"] == again.get_json()["model"]
+
+
+def taught_two(client, mode):
+    assert upload(client, "stripes", pictures("stripes", 6, 1)).status_code == 200
+    assert upload(client, "checker", pictures("checker", 6, 2)).status_code == 200
+    r = client.post("/api/teach/learn", json={"mode": mode})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def teach_folder(tmp_path):
+    root = tmp_path / "db" / "teach"
+    return {p.name: sorted(f.name for f in p.iterdir()) for p in sorted(root.iterdir())}
+
+
+def test_removing_a_class_that_cannot_be_learned_without_keeps_its_pictures(serve, tmp_path):
+    """Replace mode cannot learn one class: the removal is refused, and nothing is lost."""
+    client = serve()
+    learned = taught_two(client, "replace")
+    before = teach_folder(tmp_path)
+    r = client.delete("/api/teach/labels/checker")
+    assert r.status_code == 400, r.get_json()
+    assert "checker was not removed" in r.get_json()["error"] and "two classes" in r.get_json()["error"]
+    assert teach_folder(tmp_path) == before  # the pictures are back, and no hidden copy is left
+    card = client.get("/api/model").get_json()
+    assert card["file"] == learned["model"] and card["labels"] == ["checker", "stripes"]
+    assert client.delete("/api/teach/labels/checker").status_code == 400  # still there, still refused
+
+
+def test_removing_a_class_while_a_learn_runs_is_409_before_the_disk_is_touched(serve, tmp_path):
+    client = serve()
+    learned = taught_two(client, "extend")
+    before = teach_folder(tmp_path)
+    with client.application.extensions["edgeclf_teach"]._learning:  # as a Learn in another request holds it
+        r = client.delete("/api/teach/labels/checker")
+        assert r.status_code == 409 and "already running" in r.get_json()["error"]
+        assert teach_folder(tmp_path) == before
+    assert client.get("/api/model").get_json()["file"] == learned["model"]
+
+
+def test_removing_a_class_when_learning_fails_puts_its_pictures_back(serve, tmp_path, monkeypatch):
+    import edge_app.web.teaching as teaching_module
+
+    client = serve()
+    learned = taught_two(client, "extend")
+    before = teach_folder(tmp_path)
+
+    def fail(config):
+        assert sorted(p.name for p in config.data.iterdir() if not p.name.startswith(".")) == ["stripes"]
+        added.append(teaching.save_upload("checker", pictures("checker", 1, 3)[0][0].getvalue()).name)
+        raise EdgeClfError("no space left on device")
+
+    teaching, added = client.application.extensions["edgeclf_teach"], []  # a picture uploaded meanwhile
+    monkeypatch.setattr(teaching_module, "teach", fail)
+    r = client.delete("/api/teach/labels/checker")
+    assert r.status_code == 500 and r.get_json()["error"] == "checker was not removed: no space left on device"
+    assert teach_folder(tmp_path) == {**before, "checker": sorted(before["checker"] + added)}
+    assert client.get("/api/model").get_json()["file"] == learned["model"]
+    monkeypatch.undo()
+    ok = client.delete("/api/teach/labels/checker")
+    assert ok.status_code == 200 and ok.get_json()["learned"]["labels"][10:] == ["stripes"]
+    assert list(teach_folder(tmp_path)) == ["stripes"]

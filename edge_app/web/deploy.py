@@ -36,6 +36,10 @@ class NoPrevious(EdgeClfError):
     """There is no earlier model to go back to (answered with 409)."""
 
 
+class BaseChanged(EdgeClfError):
+    """An upload or a reload made a new base while Learn taught the old one (answered with 409)."""
+
+
 @dataclass(frozen=True)
 class InForce:
     """A model the server used: its file, its --labels file (None: its metadata), whether it is a base."""
@@ -116,9 +120,18 @@ class Deployer:
         log.info("model: now %s (uploaded); previous %s", path.name, self.previous and self.previous.path.name)
         return clf
 
-    def taught(self, path: Path) -> Classifier:
-        """Use a taught model (the base stays what it was)."""
+    def taught(self, path: Path, base: InForce) -> Classifier:
+        """Use a model taught from `base` (the base stays what it was). BaseChanged, and the file deleted, when
+        the base is no longer `base`: the model uploaded or reloaded meanwhile must not be replaced by one
+        taught from what it replaced."""
         with self._lock:
+            if self.base is not base:  # `is`: a SIGHUP reload of the same file is a new base (the file changed)
+                path.unlink(missing_ok=True)
+                metadata.sidecar_path(path).unlink(missing_ok=True)
+                raise BaseChanged(
+                    f"the base model changed while Learn ran (now {self.base.path.name}): "
+                    "its result was not used; Learn again to teach the new base"
+                )
             clf = self._use(check_model(path, runtime=self.runtime), InForce(path, None, False))
             self._prune(path.parent)
         log.info("model: now %s (taught from %s)", path.name, self.base.path.name)

@@ -2,9 +2,11 @@
 model with the whole folder and put the taught model in force (Deployer).
 
 Learn always starts again from the server's base (its --model, or the last upload or reload) with
-every label folder, so removing a class is deleting its folder and learning again. It runs in the
-request's thread, one at a time (a second gets Busy, 409): a few hundred pictures take seconds, and
-the live loop keeps its own interpreter meanwhile (only the swap takes its lock, for an instant).
+every label folder, so removing a class is moving its folder aside and learning again (the folder is
+deleted once that worked, put back when it failed). It runs in the request's thread, one at a time
+(a second gets Busy, 409): a few hundred pictures take seconds, and the live loop keeps its own
+interpreter meanwhile (only the swap takes its lock, for an instant). A Learn whose base was replaced
+while it ran (an upload, SIGHUP) is refused (BaseChanged, 409) rather than undo that replacement.
 """
 
 from __future__ import annotations
@@ -148,30 +150,65 @@ class Teaching:
             saved += 1
         return saved
 
-    def remove(self, label: str) -> bool:
-        """Delete `label`'s folder and its pictures; False when there is none."""
+    def remove(self, label: str) -> Learned | None:
+        """Remove `label`'s folder and, when a taught model is in force, learn again without it (the base is put
+        back when no class is left); what that Learn did, or None. KeyError when there is no such class, Busy
+        while a Learn runs. The pictures are deleted only once all that worked: on any failure they are back
+        in their folder and the model in force is the one before."""
         folder = self.folder(label)
-        if not folder.is_dir():
-            return False
-        shutil.rmtree(folder)
-        return True
+        if not self._learning.acquire(blocking=False):  # before the disk is touched: the Learn running reads it
+            raise Busy("a Learn is already running; try again when it ends")
+        try:
+            if not folder.is_dir():
+                raise KeyError(label)
+            aside = self.root / f".removing-{label}-{uuid.uuid4().hex[:8]}"  # hidden: no label, not taught
+            os.replace(folder, aside)
+            try:
+                learned = None
+                if not self.deploy.current.base:  # a taught model is in force: teach again without the class
+                    if self.labels():
+                        learned = self._learn(self.last.mode if self.last else "extend")
+                    else:
+                        self.deploy.taught_undone()
+            except BaseException:
+                put_back(aside, folder)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+            return learned
+        finally:
+            self._learning.release()
 
     def learn(self, mode: str = "extend") -> Learned:
         """Teach the base with every label folder and put the taught model in force. TeachError for data that
-        cannot teach (an empty folder, one class in replace mode, a label the base has in extend mode...)."""
+        cannot teach (an empty folder, one class in replace mode, a label the base has in extend mode...);
+        BaseChanged when an upload or a reload made a new base meanwhile (the taught model is not used)."""
         if not self._learning.acquire(blocking=False):
             raise Busy("a Learn is already running; try again when it ends")
         try:
-            base = self.deploy.base
-            out = self.taught / f"taught-{stamp()}.tflite"
-            config = TeachConfig(
-                base=base.path, data=self.root, out=out, mode=mode, labels=base.labels, threads=self.threads
-            )
-            result: TeachResult = teach(config)
-            self.deploy.taught(out)
-            self.last = Learned(
-                out.name, mode, result.labels, result.shots, result.seconds, result.taught_accuracy, result.skipped
-            )
-            return self.last
+            return self._learn(mode)
         finally:
             self._learning.release()
+
+    def _learn(self, mode: str) -> Learned:
+        base = self.deploy.base
+        out = self.taught / f"taught-{stamp()}.tflite"
+        config = TeachConfig(
+            base=base.path, data=self.root, out=out, mode=mode, labels=base.labels, threads=self.threads
+        )
+        result: TeachResult = teach(config)
+        self.deploy.taught(out, base)
+        self.last = Learned(
+            out.name, mode, result.labels, result.shots, result.seconds, result.taught_accuracy, result.skipped
+        )
+        return self.last
+
+
+def put_back(aside: Path, folder: Path) -> None:
+    """Move a class's pictures back from `aside` to `folder`, where a capture or an upload may have added
+    some meanwhile (picture names never clash: they hold a random part)."""
+    if not folder.exists():
+        os.replace(aside, folder)
+        return
+    for picture in aside.iterdir():
+        os.replace(picture, folder / picture.name)
+    aside.rmdir()

@@ -1,5 +1,8 @@
 """The Teach page and its JSON API: the taught classes with their picture counts, Capture (frames of the
-live feed), an upload of several pictures, Learn, and removing a class (then learning again without it)."""
+live feed), an upload of several pictures, Learn, and removing a class (then learning again without it).
+
+Learn and removing a class change the model in force: as POST /api/model, only a server with a token
+takes them (403). Adding pictures changes no model and stays open."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from edge_app.head import MODES
 from edge_app.labelname import LabelError
 from edge_app.web.api import NO_FEED
 from edge_app.web.config import WebContext
+from edge_app.web.deploy import BaseChanged
+from edge_app.web.modelroutes import NO_TOKEN
 from edge_app.web.responses import error, without_paths
 from edge_app.web.teaching import MAX_CAPTURE, Busy
 from edge_app.web.uploads import BadUpload, decoded
@@ -19,6 +24,10 @@ MAX_FILES = 50  # pictures in one upload form (the form's part limit is 100)
 
 class NoFeed(EdgeClfError):
     """Capture asked of a server without a camera (answered with 404, as /api/live is)."""
+
+
+class NoToken(EdgeClfError):
+    """A change of the model in force asked of a server without a token (answered with 403, as /api/model is)."""
 
 
 def field(name: str, default: Any = None) -> Any:
@@ -32,8 +41,10 @@ def field(name: str, default: Any = None) -> Any:
 
 def status_of(exc: EdgeClfError) -> int:
     """The HTTP status of a failed teach action: the caller's input (400), a conflict (409), or ours (500)."""
-    if isinstance(exc, Busy):
+    if isinstance(exc, (Busy, BaseChanged)):
         return 409
+    if isinstance(exc, NoToken):
+        return 403
     if isinstance(exc, NoFeed):
         return 404
     if isinstance(exc, (LabelError, TeachError, BadUpload)):
@@ -90,7 +101,12 @@ def register(app: Any, ctx: WebContext) -> None:
         message = f"added {saved} picture(s) to {label}" + (f"; {len(refused)} refused" if refused else "")
         return {"label": label, "saved": saved, "refused": refused, "message": message}
 
+    def may_change_model() -> None:
+        if ctx.config.token is None:
+            raise NoToken(NO_TOKEN)
+
     def learn() -> dict[str, Any]:
+        may_change_model()
         mode = str(field("mode", "extend"))
         if mode not in MODES:
             raise BadUpload(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -99,16 +115,14 @@ def register(app: Any, ctx: WebContext) -> None:
         return {**done, "message": message}
 
     def remove(label: str) -> dict[str, Any]:
-        if not teaching.remove(label):
-            raise KeyError(label)
-        left = teaching.labels()
-        learned = None
-        if not teaching.deploy.current.base:  # a taught model is in force: teach again without the class
-            if left:
-                mode = teaching.last.mode if teaching.last else "extend"
-                learned = teaching.learn(mode).to_dict()
-            else:
-                teaching.deploy.taught_undone()
+        may_change_model()
+        try:
+            done = teaching.remove(label)
+        except EdgeClfError as exc:
+            if not isinstance(exc, (Busy, LabelError)):  # it failed after the folder was moved: say it is back
+                exc.args = (f"{label} was not removed: {exc}",)
+            raise
+        learned = None if done is None else done.to_dict()
         message = f"removed {label}" + (f"; learned again: now {learned['model']}" if learned else "")
         return {"removed": label, "learned": learned, "message": message}
 
