@@ -31,8 +31,9 @@ class Shown:
     top: tuple[tuple[str, float], ...]
     time: float  # Unix time of the frame
     source: str
+    model: str = ""  # the model file that answered (serve swaps models while it runs); "" for the tracker's
 
-    def state(self, model: str) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         """PREFIX/state's JSON."""
         return {
             "label": self.label,
@@ -40,7 +41,7 @@ class Shown:
             "top": [{"label": name, "score": round(p, SCORE_DIGITS)} for name, p in self.top],
             "time": iso(self.time),
             "source": self.source,
-            "model": model,
+            "model": self.model,
         }
 
 
@@ -75,12 +76,14 @@ class _Open:
     start: float
     peak: float
     source: str
+    model: str
 
 
 class EventTracker:
-    """Start and end messages for each stretch of one label; the end carries duration and peak score."""
+    """Start and end messages for each stretch of one label; the end carries duration and peak score. Both name
+    the model that answered the stretch's first frame (`model` when the frame does not say)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str = "") -> None:
         self.model = model
         self.open: _Open | None = None
 
@@ -90,7 +93,8 @@ class EventTracker:
         if self.open is not None and shown.label != self.open.label:
             messages.append(self._end(shown.time))
         if self.open is None and shown.label != UNCERTAIN:
-            self.open = _Open(uuid.uuid4().hex[:12], shown.label, shown.time, shown.score, shown.source)
+            model = shown.model or self.model
+            self.open = _Open(uuid.uuid4().hex[:12], shown.label, shown.time, shown.score, shown.source, model)
             messages.append(
                 {
                     "type": "start",
@@ -99,7 +103,7 @@ class EventTracker:
                     "start": iso(shown.time),
                     "score": round(shown.score, SCORE_DIGITS),
                     "source": shown.source,
-                    "model": self.model,
+                    "model": model,
                 }
             )
         elif self.open is not None:
@@ -122,7 +126,7 @@ class EventTracker:
             "duration": round(max(0.0, when - event.start), 3),
             "peak_score": round(event.peak, SCORE_DIGITS),
             "source": event.source,
-            "model": self.model,
+            "model": event.model,
         }
 
 

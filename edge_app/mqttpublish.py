@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_SIDE = 640  # px: the longer side of a snapshot at most (a 1080p frame would be ~300 KB)
 SNAPSHOT_MAX_BYTES = 256 * 1024  # a snapshot above this after the lowest quality is not sent
 SNAPSHOT_QUALITIES = (80, 60, 40)
+DROP_LOG_INTERVAL = 60.0  # s: a camera whose every snapshot is too big says so once a minute, not per event
 
 
 def snapshot_jpeg(image_bgr: np.ndarray) -> bytes | None:
@@ -57,7 +59,8 @@ def _json(payload: dict[str, Any]) -> str:
 
 
 class Publisher:
-    """State, events, snapshots and discovery for one model on one broker; `start` connects."""
+    """State, events, snapshots and discovery on one broker; `start` connects. Each frame and upload names the
+    model that answered it (serve may swap models while it runs)."""
 
     def __init__(
         self,
@@ -66,7 +69,7 @@ class Publisher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.model = ""
+        self.model = ""  # the model at start(); each frame and upload names the one that answered it
         self._link_factory = link_factory
         self._clock = clock
         self._gate = StateGate(settings.min_interval)
@@ -78,6 +81,7 @@ class Publisher:
         self._lock = threading.Lock()
         self.link: MqttLink | None = None
         self.closed = False
+        self._drop_logged = -math.inf  # clock time of the last 'snapshot dropped' line
 
     def start(self, model: str, labels: Sequence[str], stop: threading.Event | None = None) -> Publisher:
         """Connect for the model file `model` with these labels (EdgeClfError for a bad --ha-labels, an
@@ -111,7 +115,7 @@ class Publisher:
                 self.link.publish(topic, _json(config), qos=0, retain=True)
             if self._current is not None:
                 self._gate.mark(self._current.label, self._clock())
-                self.link.publish(self.settings.topic("state"), _json(self._current.state(self.model)), 0, True)
+                self.link.publish(self.settings.topic("state"), _json(self._current.state()), 0, True)
 
     def frame(
         self,
@@ -119,16 +123,19 @@ class Publisher:
         when: float,
         source: str,
         image: np.ndarray | Callable[[], bytes | None] | None = None,
+        model: str | None = None,
     ) -> None:
         """One classified (smoothed) frame taken at Unix time `when`: maybe a state, maybe events. `image` (BGR,
-        or a function that returns a JPEG) becomes the snapshot when an event starts and --mqtt-snapshot is on."""
-        shown = Shown(shown_label(result), float(result.top[0][1]), tuple(result.top), when, source)
+        or a function that returns a JPEG) becomes the snapshot when an event starts and --mqtt-snapshot is on.
+        `model` is the file that answered (None: the one of start())."""
+        top = tuple(result.top)
+        shown = Shown(shown_label(result), float(result.top[0][1]), top, when, source, model or self.model)
         with self._lock:
             if self.closed or self.link is None:
                 return
             self._current = shown
             if self._gate.offer(shown.label, self._clock()):
-                self.link.publish(self.settings.topic("state"), _json(shown.state(self.model)), 0, True)
+                self.link.publish(self.settings.topic("state"), _json(shown.state()), 0, True)
             events = self._events.update(shown)
             for event in events:
                 self.link.publish(self.settings.topic("event"), _json(event), qos=1)
@@ -136,12 +143,35 @@ class Publisher:
             jpeg = image() if callable(image) else snapshot_jpeg(image)
             if jpeg is not None and len(jpeg) <= SNAPSHOT_MAX_BYTES:
                 self.link.publish(self.settings.topic("snapshot"), jpeg, qos=1, retain=True)
+            else:
+                self._snapshot_dropped(jpeg)
 
-    def upload(self, label: str, score: float, top: list[dict[str, Any]], when: float | None = None) -> None:
-        """`serve`: one classified upload, as an event with source 'upload'."""
+    def _snapshot_dropped(self, jpeg: bytes | None) -> None:
+        """Say (at most once per DROP_LOG_INTERVAL) that an event's snapshot was not sent, and why."""
+        now = self._clock()
+        if now - self._drop_logged < DROP_LOG_INTERVAL:
+            return
+        self._drop_logged = now
+        limit = SNAPSHOT_MAX_BYTES // 1024
+        if jpeg is None:
+            why = f"no JPEG of the frame fits in {limit} KB, even at quality {SNAPSHOT_QUALITIES[-1]}"
+        else:
+            why = f"the JPEG is {len(jpeg):,} bytes, above the limit of {SNAPSHOT_MAX_BYTES:,}"
+        log.warning("mqtt: an event's snapshot was dropped: %s (said once a minute)", why)
+
+    def upload(
+        self,
+        label: str,
+        score: float,
+        top: list[dict[str, Any]],
+        model: str | None = None,
+        when: float | None = None,
+    ) -> None:
+        """`serve`: one classified upload, as an event with source 'upload', naming `model`, the file that
+        answered (None: the one of start())."""
         if self.closed or self.link is None:
             return
-        event = upload_event(label, score, top, time.time() if when is None else when, self.model)
+        event = upload_event(label, score, top, time.time() if when is None else when, model or self.model)
         self.link.publish(self.settings.topic("event"), _json(event), qos=1)
 
     def close(self) -> None:
@@ -155,7 +185,7 @@ class Publisher:
             if current is not None:
                 if self._gate.pending(current.label):
                     self._gate.mark(current.label, self._clock())
-                    self.link.publish(self.settings.topic("state"), _json(current.state(self.model)), 0, True)
+                    self.link.publish(self.settings.topic("state"), _json(current.state()), 0, True)
                 for event in self._events.finish(current.time):
                     self.link.publish(self.settings.topic("event"), _json(event), qos=1)
         self.link.close()

@@ -28,7 +28,7 @@ def predict_upload(ctx: WebContext, data: bytes, filename: str | None) -> dict[s
         original = Path(filename).name[:200] if filename else None  # shown only; files get server names
         added = ctx.history.add(image, "upload", shown["label"], result.top[0][1], shown["top"], model, original, sha)
     if ctx.config.on_upload is not None:
-        ctx.config.on_upload(shown["label"], float(result.top[0][1]), shown["top"])
+        ctx.config.on_upload(shown["label"], float(result.top[0][1]), shown["top"], model)
     return {"id": added.id, **shown, "model": model, "model_sha": sha, "thumb": added.thumb}
 
 

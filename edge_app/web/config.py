@@ -27,8 +27,8 @@ class WebConfig:
     per_page: int = 20
     allowed_hosts: frozenset[str] | None = None  # None: any Host header (a token guards non-loopback binds)
     max_viewers: int = 2  # MJPEG streams at once: each holds a request thread for as long as it is watched
-    # told of each classified upload: label, top score, top-k (serve --mqtt publishes it as an event)
-    on_upload: Callable[[str, float, list[dict[str, Any]]], None] | None = None
+    # told of each classified upload: label, top score, top-k, the model that answered (serve --mqtt's event)
+    on_upload: Callable[[str, float, list[dict[str, Any]], str], None] | None = None
     review_dir: Path | None = None  # the frames `run --collect DIR` saved, for the Review page (None: history only)
 
 

@@ -134,6 +134,7 @@ class LiveFeed:
         self.jpeg: bytes | None = None
         self.image: np.ndarray | None = None  # the newest frame as the camera gave it (the Teach page saves it)
         self.result: FrameResult | None = None
+        self.model: str | None = None  # the model file that answered `result` (serve --mqtt names it)
         self.fps = 0.0
         self.frames = 0
         self.error: str | None = None
@@ -191,7 +192,7 @@ class LiveFeed:
         shown = annotate(frame.image, result.top, result.uncertain, result.infer_ms, self.fps)
         ok, data = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, 80])
         with self._cond:
-            self.result, self.image, self.frames = result, frame.image, self.frames + 1
+            self.result, self.model, self.image, self.frames = result, model, frame.image, self.frames + 1
             if ok:
                 self.jpeg = data.tobytes()
             self._cond.notify_all()
@@ -206,6 +207,11 @@ class LiveFeed:
                 if now - self._history_warned >= 60:
                     self._history_warned = now
                     log.warning("live feed: a frame could not be stored in the history: %s", exc)
+
+    def latest(self) -> tuple[int, FrameResult | None, str | None, np.ndarray | None]:
+        """The frame count, the newest result, the model that answered it and its camera frame, read together."""
+        with self._cond:
+            return self.frames, self.result, self.model, self.image
 
     def wait_jpeg(self, after: int, timeout: float = 2.0) -> tuple[bytes | None, int]:
         """The newest JPEG once a frame newer than `after` exists (or the timeout passed)."""

@@ -421,11 +421,13 @@ def _publish_live(feed: LiveFeed, publisher: Publisher, stop: threading.Event) -
     left alone: the publisher debounces the state, and a look 5 times a second sees every label that lasts)."""
     seen = 0
     while not stop.wait(LIVE_POLL):
-        frames, result = feed.frames, feed.result
+        frames, result, model, image = feed.latest()
         if result is None or frames == seen:
             continue
         seen = frames
-        publisher.frame(result, time.time(), feed.source.name, lambda: feed.jpeg)
+        # the camera's frame, not the annotated feed.jpeg: the publisher shrinks it to a snapshot's size (a 12 MP
+        # camera's full-size JPEG is ~800 KB, over the limit); the model is the one that answered since a swap
+        publisher.frame(result, time.time(), feed.source.name, image, model)
 
 
 def _give_up(running: dict[str, Any], reason: str) -> None:
