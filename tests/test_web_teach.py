@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -294,3 +295,22 @@ def test_removing_a_class_when_learning_fails_puts_its_pictures_back(serve, tmp_
     ok = client.delete("/api/teach/labels/checker")
     assert ok.status_code == 200 and ok.get_json()["learned"]["labels"][10:] == ["stripes"]
     assert list(teach_folder(tmp_path)) == ["stripes"]
+
+
+def test_learn_in_extend_mode_uses_the_servers_base_pictures(serve, tmp_path):
+    """serve --base-data: Learn passes it to teach, so a new class's bias is capped by the base's own pictures
+    (and replace mode, which does not use them, still learns)."""
+    from edge_app import metadata
+    from tests.test_teach import cifar_folder
+
+    base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "airplane")}, 0, 10)
+    biases = {}
+    for name, options in (("free", {}), ("capped", {"base_data": base_data})):
+        client = serve(**options)
+        kittens = [(io.BytesIO(p.read_bytes()), p.name) for p in sorted(base_data.glob("cat/*"))]
+        assert upload(client, "kitten", kittens).status_code == 200
+        learned = client.post("/api/teach/learn", json={"mode": "extend"})
+        assert learned.status_code == 200, learned.get_json()
+        biases[name] = metadata.load_info(tmp_path / "db" / "taught" / learned.get_json()["model"]).head.bias[0]
+        shutil.rmtree(tmp_path / "db")
+    assert biases["capped"] < biases["free"], biases

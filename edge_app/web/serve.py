@@ -76,6 +76,7 @@ class ServeConfig:
     retries: int = 5
     mqtt: MqttSettings | None = None  # None: no --mqtt
     teach_data: Path | None = None  # None: teach/ beside the history database
+    base_data: Path | None = None  # pictures of the base model's classes for Learn in extend mode
     review_dir: Path | None = None  # the --collect folder of `run`; None: the Review page shows the history only
 
 
@@ -126,6 +127,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="DIR",
         help="the Teach page's folder of <label>/<pictures> (default: teach/ beside the history database; "
         "taught models go to taught/ there, uploaded ones to models/)",
+    )
+    parser.add_argument(
+        "--base-data",
+        type=Path,
+        metavar="DIR",
+        help="pictures of the base model's own classes (<label>/<pictures>, e.g. its training folder): Learn in "
+        "extend mode keeps each new class from taking more than 1%% of them (as edgeclf teach --base-data). "
+        "Without them a taught class takes many pictures of a similar base class",
     )
     parser.add_argument(
         "--review-dir",
@@ -253,6 +262,7 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
         retries=args.retries,
         mqtt=mqttopts.settings(parser, args, environ),  # a bad broker URL: one line, exit 1
         teach_data=args.teach_data,
+        base_data=args.base_data,
         review_dir=args.review_dir,
     )
 
@@ -279,7 +289,7 @@ def make_app(
     history = History(config.db or default_db(), max_live_rows=config.history_max_live)
     here = history.path.parent
     deploy = Deployer(shared, here / "models", model, config.labels, config.runtime)
-    teaching = Teaching(config.teach_data or here / "teach", here / "taught", deploy)
+    teaching = Teaching(config.teach_data or here / "teach", here / "taught", deploy, base_data=config.base_data)
     feed = None
     if config.source:
         source = parse_source(config.source, config.camera)

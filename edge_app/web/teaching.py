@@ -81,8 +81,11 @@ def suffix_of(data: bytes) -> str:
 class Teaching:
     """The teach folder `root`, the taught models' folder, and the Deployer that puts them in force."""
 
-    def __init__(self, root: Path, taught: Path, deploy: Deployer, threads: int | None = None) -> None:
+    def __init__(
+        self, root: Path, taught: Path, deploy: Deployer, threads: int | None = None, base_data: Path | None = None
+    ) -> None:
         self.root = root
+        self.base_data = base_data  # pictures of the base's classes: extend mode's cap (teach --base-data)
         self.taught = taught
         self.deploy = deploy
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)  # the rest stay with the live loop
@@ -193,7 +196,13 @@ class Teaching:
         base = self.deploy.base
         out = self.taught / f"taught-{stamp()}.tflite"
         config = TeachConfig(
-            base=base.path, data=self.root, out=out, mode=mode, labels=base.labels, threads=self.threads
+            base=base.path,
+            data=self.root,
+            out=out,
+            mode=mode,
+            labels=base.labels,
+            threads=self.threads,
+            base_data=self.base_data if mode == "extend" else None,
         )
         result: TeachResult = teach(config)
         self.deploy.taught(out, base)
