@@ -234,7 +234,7 @@ def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch, tmp_path):
     monkeypatch.setattr(malloc, "return_large_blocks", lambda: calls.append(1) or True)
     monkeypatch.setattr(serve, "make_app", lambda *args: (_ for _ in ()).throw(RuntimeError("stop here")))
     with pytest.raises(RuntimeError, match="stop here"):
-        serve._serve(None, None, {})
+        serve._serve(None, serve.ServeConfig(model=tmp_path / "m.tflite"), {})
     assert calls == [1]
 
 
