@@ -250,7 +250,7 @@ def test_feed_goes_on_when_the_history_cannot_store(converted, caplog):
     from edge_app.errors import EdgeClfError
 
     class FullDisk:
-        def add(self, *args):
+        def add(self, *args, **kwargs):
             raise EdgeClfError("history database error: database or disk is full")
 
     feed, given_up = live_feed(converted, ScriptedSource(delay=0.002), history=FullDisk(), sample_every=0.001)
