@@ -32,7 +32,9 @@ from benchmarks.report import cpu_line
 from edge_app import files, metadata, preprocess
 from edge_app.classifier import Classifier
 from edge_app.datasets import load_folder
+from edge_app.head import view_probabilities
 from edge_app.teach import expose_base, pick_shots
+from edge_app.tta import view_weights
 
 NEW = ("cat", "truck")
 SHOTS = (1, 5, 10, 20)
@@ -228,12 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _base_probs(test: dict[str, np.ndarray], info: Any) -> np.ndarray:
-    z = test["logits"] - test["logits"].max(-1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    from edge_app.tta import view_weights
-
-    w = np.asarray(view_weights(info.metrics.get("tta"), p.shape[1]))
-    return np.einsum("v,nvc->nc", w / w.sum(), p)
+    """The base model's own probabilities, from the cached per-view logits."""
+    return view_probabilities(test["logits"], view_weights(info.metrics.get("tta"), test["logits"].shape[1]))
 
 
 def _base_means(data_dir: Path, base_labels: list[str]) -> np.ndarray:

@@ -61,6 +61,24 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
     return softmax(scores)
 
 
+def foreign_info(interpreter: Any, labels: tuple[str, ...], path: Path) -> ModelInfo:
+    """The contract of a model without edgeclf metadata: its input size, the normalisation convention for such
+    models, and `labels`, with a background class first when it has one output more than labels (the 1001-output
+    ImageNet models with a 1000-line labels file)."""
+    shape = interpreter.get_input_details()[0]["shape"]
+    if len(shape) != 4 or int(shape[3]) != 3:
+        raise MetadataError(f"{path}: input tensor {list(shape)} is not an NHWC RGB image")
+    q_in = _tensor_quant(interpreter.get_input_details()[0])
+    quant = "int8" if q_in.quantized else "float32"
+    if q_in.quantized and q_in.scale == 1.0 and q_in.zero_point == 0:
+        spec = InputSpec(int(shape[1]), int(shape[2]), mean=(0.0,) * 3, std=(1.0,) * 3)  # raw pixel bytes
+    else:
+        spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
+    if len(labels) == int(interpreter.get_output_details()[0]["shape"][-1]) - 1:
+        labels = (BACKGROUND, *labels)
+    return ModelInfo(labels=labels, input=spec, quantization=quant, architecture=FOREIGN)
+
+
 class Classifier:
     """Load a .tflite classifier with its contract and predict class probabilities."""
 
@@ -90,9 +108,6 @@ class Classifier:
             spec = info.input
             info = info.with_changes(input=replace(spec, mean=mean or spec.mean, std=std or spec.std))
         n_out = int(self._output["shape"][-1])
-        if info.architecture == FOREIGN and len(info.labels) == n_out - 1:
-            # e.g. the 1001-output ImageNet models with a 1000-line labels file: index 0 is background
-            info = info.with_changes(labels=(BACKGROUND, *info.labels))
         self.info = info
         if info.head is not None:
             wanted = 2 if info.head.mode == "extend" else 1  # the embedding, then the base logits
@@ -121,7 +136,7 @@ class Classifier:
             try:
                 info = metadata.load_info(self.path).with_changes(labels=labels)
             except MetadataError:
-                info = self._foreign_info(labels)
+                info = foreign_info(self.interpreter, labels, self.path)
         return self._check_shape(info)
 
     def _check_shape(self, info: ModelInfo) -> ModelInfo:
@@ -134,17 +149,6 @@ class Classifier:
                 f"but the model's input tensor is {list(shape)}"
             )
         return info
-
-    def _foreign_info(self, labels: tuple[str, ...]) -> ModelInfo:
-        shape = self._input["shape"]
-        if len(shape) != 4 or int(shape[3]) != 3:
-            raise MetadataError(f"{self.path}: input tensor {list(shape)} is not an NHWC RGB image")
-        quant = "int8" if self.input_quant.quantized else "float32"
-        if self.input_quant.quantized and self.input_quant.scale == 1.0 and self.input_quant.zero_point == 0:
-            spec = InputSpec(int(shape[1]), int(shape[2]), mean=(0.0,) * 3, std=(1.0,) * 3)  # raw pixel bytes
-        else:
-            spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
-        return ModelInfo(labels=labels, input=spec, quantization=quant, architecture=FOREIGN)
 
     def _set_batch(self, n: int) -> None:
         if n == self._batch:

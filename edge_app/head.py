@@ -119,12 +119,7 @@ class Head:
     def probabilities(self, embedding: np.ndarray, base_logits: np.ndarray | None) -> np.ndarray:
         """The model's outputs for a batch -> probabilities (n, classes): a softmax per view, then the views'
         weighted average."""
-        logits = self.logits(embedding, base_logits)
-        z = logits - logits.max(axis=-1, keepdims=True)
-        probs = np.exp(z)
-        probs /= probs.sum(axis=-1, keepdims=True)
-        w = np.asarray(self.view_weights, dtype=np.float32)
-        return np.einsum("v,nvc->nc", w / w.sum(), probs)
+        return view_probabilities(self.logits(embedding, base_logits), self.view_weights)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +158,16 @@ class Head:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"malformed head in metadata: {type(exc).__name__}: {exc}") from None
+
+
+def view_probabilities(logits: np.ndarray, view_weights: tuple[float, ...]) -> np.ndarray:
+    """Logits (n, views, classes) -> probabilities (n, classes): a softmax per view, then the views' weighted
+    average, as our models combine their in-graph test-time views."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    w = np.asarray(view_weights, dtype=np.float32)
+    return np.einsum("v,nvc->nc", w / w.sum(), probs)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -18,9 +18,9 @@ import numpy as np
 
 from edge_app import imprint, metadata, preprocess, tflite_graph
 from edge_app.argtypes import rgb_triple
-from edge_app.classifier import BACKGROUND, FOREIGN, FOREIGN_MEAN, FOREIGN_STD, Classifier
+from edge_app.classifier import Classifier, foreign_info
 from edge_app.cli import guarded
-from edge_app.contract import InputSpec, ModelInfo
+from edge_app.contract import ModelInfo
 from edge_app.datasets import class_names, list_files
 from edge_app.errors import MetadataError, TeachError
 from edge_app.head import MODES, Head
@@ -111,15 +111,9 @@ def _base(config: TeachConfig) -> tuple[ModelInfo, bool]:
         known = True
     else:
         interpreter, _ = load_interpreter(config.base, config.runtime, 1)
-        shape = interpreter.get_input_details()[0]["shape"]
-        if len(shape) != 4 or int(shape[3]) != 3:
-            raise TeachError(f"{config.base}: input tensor {list(shape)} is not an NHWC 3-channel image")
         n_out = int(interpreter.get_output_details()[0]["shape"][-1])
         labels = read_labels(config.labels) if config.labels is not None else tuple(f"class{i}" for i in range(n_out))
-        if len(labels) == n_out - 1:  # the 1001-output ImageNet models with a 1000-line labels file
-            labels = (BACKGROUND, *labels)
-        spec = InputSpec(int(shape[1]), int(shape[2]), mean=FOREIGN_MEAN, std=FOREIGN_STD)
-        info = ModelInfo(labels=labels, input=spec, architecture=FOREIGN)
+        info = foreign_info(interpreter, labels, config.base)  # what `run --labels` would use for it
         known = config.labels is not None
     if config.mean is not None or config.std is not None:
         spec = info.input
