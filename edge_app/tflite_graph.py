@@ -201,8 +201,3 @@ def expose(model: Any, tensors: list[int], names: list[str]) -> bytes:
         signature.outputs = outputs
     return pack(model)
 
-
-def tensor_names(model: Any, indices: list[int]) -> list[str]:
-    """The names the flatbuffer gives these tensors (what get_output_details reports)."""
-    graph = model.subgraphs[0]
-    return [graph.tensors[i].name.decode("utf-8", "replace") for i in indices]
