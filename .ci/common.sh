@@ -15,8 +15,8 @@ build_wheel() {
 
 # fresh_venv DIR REQUIREMENT...: a new venv with only these installed. The checkout's tests/ import each
 # other as `tests.*`, so a folder holding only a link to them goes on sys.path through a .pth file: `tests`
-# comes from the checkout, and every package (edge_app, train, convert, benchmarks) from the wheel alone: one
-# the wheel lacks is missing, not quietly taken from the checkout.
+# comes from the checkout, and every package (edgeclf.edge_app, edgeclf.train, edgeclf.convert,
+# edgeclf.benchmarks) from the wheel alone: one the wheel lacks is missing, not quietly taken from the checkout.
 fresh_venv() {
   local venv="$1"; shift
   "$PYTHON" -m venv "$venv"

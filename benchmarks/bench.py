@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import device
-from benchmarks.data import evaluation_set, limit
-from benchmarks.probe import frame_640x480
-from benchmarks.report import ordered
-from benchmarks.stats import Settled, interleaved, summarize
-from edge_app import metrics, preprocess
-from edge_app.classifier import FOREIGN, Classifier
-from edge_app.errors import EdgeClfError
-from edge_app.live import FrameStep
-from edge_app.quantmodes import MODES, REFERENCE
+from edgeclf.benchmarks import device
+from edgeclf.benchmarks.data import evaluation_set, limit
+from edgeclf.benchmarks.probe import frame_640x480
+from edgeclf.benchmarks.report import ordered
+from edgeclf.benchmarks.stats import Settled, interleaved, summarize
+from edgeclf.edge_app import metrics, preprocess
+from edgeclf.edge_app.classifier import FOREIGN, Classifier
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.live import FrameStep
+from edgeclf.edge_app.quantmodes import MODES, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,11 @@ def _probe(
     keras: Path | None = None,
     labels: Path | None = None,
 ) -> dict[str, Any]:
-    """Run benchmarks.probe in a fresh process: cold start (spawn to first result), frame times, peak RSS."""
+    """Run edgeclf.benchmarks.probe in a fresh process: cold start (spawn to first result), frame times, peak RSS."""
     cmd = [
         sys.executable,
         "-m",
-        "benchmarks.probe",
+        "edgeclf.benchmarks.probe",
         "--model",
         str(model),
         "--threads",

@@ -1,4 +1,4 @@
-"""`edgeclf bench` / `python -m benchmarks`: every model, runtime and thread count side by side."""
+"""`edgeclf bench` / `python -m edgeclf.benchmarks`: every model, runtime and thread count side by side."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import bench, device, recommend, report
-from edge_app.argtypes import finite_float
-from edge_app.cli import guarded
-from edge_app.errors import EdgeClfError
-from edge_app.runtime import RUNTIMES
-from edge_app.shipped import MODELS_DIR
+from edgeclf.benchmarks import bench, device, recommend, report
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.runtime import RUNTIMES
+from edgeclf.edge_app.shipped import MODELS_DIR
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_KERAS = MODELS_DIR / "tutorial_cnn.keras"
@@ -46,7 +46,7 @@ def _budget(text: str) -> float:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m benchmarks",
+        prog=prog or "python -m edgeclf.benchmarks",
         description="Benchmark .tflite models side by side: invoke() and end-to-end 640x480 frame latency, "
         "accuracy, size, peak RSS and cold start, plus the tutorial's Keras deployment as a reference. "
         "Writes report.md, report.json, report.csv and latency_accuracy.png.",

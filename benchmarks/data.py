@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.datasets import ImageSet, class_names, load_folder, split_dirs
-from edge_app.errors import DataError
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.datasets import ImageSet, class_names, load_folder, split_dirs
+from edgeclf.edge_app.errors import DataError
 
 
 def _check_classes(classes: tuple[str, ...], labels: tuple[str, ...], where: str) -> None:

@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on: CPU, its int8-relevant features (edge_app.cpuinfo), cores, OS, Python,
+"""The machine a benchmark ran on: CPU, its int8-relevant features (edgeclf.edge_app.cpuinfo), cores, OS, Python,
 numpy, and on a Pi its model, temperature and throttling flags."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from edge_app import cpuinfo
-from edge_app.cpuinfo import throttled
-from edge_app.picamera import pi_model
+from edgeclf.edge_app import cpuinfo
+from edgeclf.edge_app.cpuinfo import throttled
+from edgeclf.edge_app.picamera import pi_model
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 

@@ -1,7 +1,7 @@
 """The few-shot benchmark of `edgeclf teach`: a backbone trained on 8 CIFAR-10 classes learns the other two
 (cat and truck, each with a near sibling among the eight: dog, automobile) from k pictures each.
 
-    python -m benchmarks.fewshot --data-dir ../shared/datasets/cifar10-jpeg \\
+    python -m edgeclf.benchmarks.fewshot --data-dir ../shared/datasets/cifar10-jpeg \\
         --out benchmarks/results/<machine>-fewshot
 
 builds the 8-class folders (links) under --work, trains and converts the backbone there when --base is not
@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import cpu_line
-from edge_app import files, metadata, preprocess
-from edge_app.classifier import Classifier
-from edge_app.datasets import load_folder
-from edge_app.head import view_probabilities
-from edge_app.teach import expose_base, pick_shots
-from edge_app.tta import view_weights
+from edgeclf.benchmarks.report import cpu_line
+from edgeclf.edge_app import files, metadata, preprocess
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.datasets import load_folder
+from edgeclf.edge_app.head import view_probabilities
+from edgeclf.edge_app.teach import expose_base, pick_shots
+from edgeclf.edge_app.tta import view_weights
 
 NEW = ("cat", "truck")
 SHOTS = (1, 5, 10, 20)
@@ -112,7 +112,7 @@ def cost(work: Path, data_dir: Path) -> dict[str, Any]:
     teach = teach_run(base, folder / "train", taught, 10, 0, "replace")
     memory = {}
     for name, model in (("base", base), ("taught", taught)):
-        out = _call([sys.executable, "-m", "benchmarks.probe", "--model", str(model), "--frames", "30",
+        out = _call([sys.executable, "-m", "edgeclf.benchmarks.probe", "--model", str(model), "--frames", "30",
                      "--threads", "1"])
         memory[name] = json.loads(out.strip().splitlines()[-1])
     return {"base": str(base), "bytes": base.stat().st_size, "classes": 10, "pictures": 100, **teach,
@@ -145,7 +145,7 @@ def teach_run(
     base: Path, new: Path, out: Path, k: int, seed: int, mode: str, base_data: Path | None = None
 ) -> dict[str, Any]:
     """One `edgeclf teach` process: its own reported time and peak RSS, and the wall time of the command."""
-    cmd = [sys.executable, "-m", "edge_app.teach", str(base), "--data", str(new), "--out", str(out),
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.teach", str(base), "--data", str(new), "--out", str(out),
            "--shots", str(k), "--seed", str(seed), "--mode", mode, "--threads", "1"]
     if base_data is not None:
         cmd += ["--base-data", str(base_data)]
@@ -169,7 +169,7 @@ def ncm_pixels(shots: dict[str, list[np.ndarray]], base_means: np.ndarray | None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fewshot", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.benchmarks.fewshot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="CIFAR-10 as <dir>/{train,test}/<class>/")
     parser.add_argument("--out", type=Path, required=True, help="report folder (fewshot.md, fewshot.json, png)")
     parser.add_argument("--work", type=Path, default=Path("runs/fewshot"), help="links, backbone, taught files")
@@ -250,7 +250,7 @@ def _end_to_end(out: Path, test: dict[str, np.ndarray], predicted: np.ndarray) -
 
 def _machine() -> dict[str, Any]:
     """The device description every benchmark report carries (CPU, features, cores, OS, runtime)."""
-    from benchmarks.device import describe
+    from edgeclf.benchmarks.device import describe
 
     return describe()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.memory import peak_rss_mb
+from edgeclf.edge_app.memory import peak_rss_mb
 
 
 def frame_640x480(seed: int = 0) -> np.ndarray:
@@ -30,8 +30,8 @@ def frame_640x480(seed: int = 0) -> np.ndarray:
 
 
 def _tflite_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
-    from edge_app.classifier import Classifier
-    from edge_app.live import FrameStep
+    from edgeclf.edge_app.classifier import Classifier
+    from edgeclf.edge_app.live import FrameStep
 
     return FrameStep(Classifier(args.model, args.labels, runtime=args.runtime, threads=args.threads))
 
@@ -39,7 +39,7 @@ def _tflite_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
 def _keras_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
     import keras
 
-    from edge_app import metadata, preprocess
+    from edgeclf.edge_app import metadata, preprocess
 
     spec = metadata.load_info(args.model).input
     try:
@@ -56,7 +56,7 @@ def _keras_step(args: argparse.Namespace) -> Callable[[np.ndarray], Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe")
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.benchmarks.probe")
     parser.add_argument("--model", type=Path, required=True, help=".tflite (its metadata gives the input spec)")
     parser.add_argument("--keras", type=Path, help="time this Keras model with model.predict instead")
     parser.add_argument("--labels", type=Path, help="labels file for a model without metadata")
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter_ns()
         step(frame)
         times.append((time.perf_counter_ns() - start) / 1e6)
-    from benchmarks.stats import summarize
+    from edgeclf.benchmarks.stats import summarize
 
     print(json.dumps({"frame_ms": summarize(times), "rss_mb": round(peak_rss_mb(), 1)}), flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""Does `--quick` tell the same story as a full run? `python -m benchmarks.quick_check`
+"""Does `--quick` tell the same story as a full run? `python -m edgeclf.benchmarks.quick_check`
 
 Benchmarks the shipped int8 / float32 pairs in quick mode (several times) and once in full mode, and checks
 that every int8 / float32 invoke and frame speed-up of a quick run is within the tolerance of the full run's.
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench, device
-from edge_app import files
-from edge_app.cli import guarded
-from edge_app.errors import EdgeClfError
-from edge_app.shipped import MODELS_DIR
+from edgeclf.benchmarks import bench, device
+from edgeclf.edge_app import files
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.shipped import MODELS_DIR
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RATIOS = ("invoke_speedup", "frame_speedup")
@@ -139,7 +139,7 @@ def _summary(report: dict[str, Any], wall: float, load: list[float]) -> dict[str
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m benchmarks.quick_check", description=__doc__.splitlines()[0]
+        prog=prog or "python -m edgeclf.benchmarks.quick_check", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick-runs", type=int, default=3, help="quick runs to compare with the full one")
     parser.add_argument("--tolerance", type=float, default=0.15, help="largest |quick / full - 1| allowed")
@@ -171,7 +171,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     bad = [a for run in quick_runs for a in run["agreement"] if not a["ok"]]
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks.quick_check", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python -m edgeclf.benchmarks.quick_check", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "device": full["device"],
         "tolerance": args.tolerance,
         "load_before": load_before,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError, MetadataError
-from edge_app.metadata import load_info
-from edge_app.shipped import MODELS_DIR
+from edgeclf.edge_app.errors import EdgeClfError, MetadataError
+from edgeclf.edge_app.metadata import load_info
+from edgeclf.edge_app.shipped import MODELS_DIR
 
 MEASURED = "measured"  # top-1 on the --data images of this run
 METADATA = "metadata"  # the test_accuracy the model file carries (measured where it was made)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import files, preprocess, quantmodes
-from edge_app.errors import EdgeClfError
-from edge_app.quantmodes import REFERENCE
+from edgeclf.edge_app import files, preprocess, quantmodes
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.quantmodes import REFERENCE
 
 CSV_COLUMNS = (
     "model", "architecture", "quantization", "runtime", "threads", "input",
@@ -171,7 +171,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"- Thermal before / after: {report['thermal']['before']} / {report['thermal']['after']}",
         "",
         "invoke = `interpreter.invoke()` alone; frame = a 640x480 BGR frame through the app's own preprocessing, "
-        "invoke and post-processing (`edge_app.live.FrameStep`, as `edgeclf run` does). Variants were timed in "
+        "invoke and post-processing (`edgeclf.edge_app.live.FrameStep`, as `edgeclf run` does). Variants were timed in "
         "turns (A, B, A, B, ...). RSS and cold start (process start to first result) come from a fresh process "
         "per row.",
         "",

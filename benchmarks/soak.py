@@ -1,6 +1,6 @@
 """Soak test of the live loop: does `edgeclf run` hold its memory and its collect folder over a long run?
 
-    python -m benchmarks.soak --frames 1000000 --out benchmarks/results/<device>-<date>-soak
+    python -m edgeclf.benchmarks.soak --frames 1000000 --out benchmarks/results/<device>-<date>-soak
 
 One process classifies synthetic 160x120 frames at full speed with the int8 ResNet-8 through the
 same code as `edgeclf run` (a Grabber on a live source, then run_live: preprocessing, smoothing,
@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.device import describe
-from edge_app import files, logs
-from edge_app.capture import Grabber
-from edge_app.classifier import Classifier
-from edge_app.collector import MIB, CollectLimits, allocated
-from edge_app.live import LiveOptions, StopFlag, run_live
-from edge_app.shipped import MODELS_DIR, SAMPLES_DIR
-from edge_app.sources import Frame
+from edgeclf.benchmarks.device import describe
+from edgeclf.edge_app import files, logs
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.collector import MIB, CollectLimits, allocated
+from edgeclf.edge_app.live import LiveOptions, StopFlag, run_live
+from edgeclf.edge_app.shipped import MODELS_DIR, SAMPLES_DIR
+from edgeclf.edge_app.sources import Frame
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = MODELS_DIR / "resnet8_int8.tflite"
@@ -200,7 +200,7 @@ def drift(rows: list[dict[str, float]], warmup: float) -> tuple[float | None, fl
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0], allow_abbrev=False
+        prog="python -m edgeclf.benchmarks.soak", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("--frames", type=int, default=1_000_000, help="frames to classify (default 1,000,000)")
     parser.add_argument("--out", type=Path, required=True, help="folder for soak.json, soak.png and README.md")
@@ -346,7 +346,7 @@ def readme(result: dict[str, Any], argv: Sequence[str], problems: list[str]) -> 
         [
             "# Soak test of the live loop",
             "",
-            f"    python -m benchmarks.soak {' '.join(argv)}",
+            f"    python -m edgeclf.benchmarks.soak {' '.join(argv)}",
             "",
             f"{result['frames']:,} frames of synthetic {WIDTH}x{HEIGHT} scenes in {result['seconds']:,.0f} s "
             f"({result['fps']:.0f} FPS) with {result['model']} on {result['runtime']['name']} "

@@ -1,7 +1,7 @@
 """Load test of `edgeclf serve`: N concurrent clients post images to a server on 127.0.0.1 for a
 bounded time; every request must succeed and appear in the history exactly once.
 
-    python -m benchmarks.web_load --seconds 30 --clients 8
+    python -m edgeclf.benchmarks.web_load --seconds 30 --clients 8
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.device import describe
-from benchmarks.stats import summarize
-from edge_app import files
-from edge_app.argtypes import finite_float
-from edge_app.errors import EdgeClfError
+from edgeclf.benchmarks.device import describe
+from edgeclf.benchmarks.stats import summarize
+from edgeclf.edge_app import files
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.errors import EdgeClfError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "models" / "samples"
 
@@ -38,7 +38,8 @@ def free_port() -> int:
 def start_server(db: Path, model: Path | None = None, threads: int = 8) -> tuple[subprocess.Popen, int]:
     """`edgeclf serve` in its own process on a free loopback port, once /healthz answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--port", str(port), "--db", str(db), "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--port", str(port), "--db", str(db)]
+    cmd += ["--threads", str(threads)]
     if model:
         cmd += ["--model", str(model)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -131,7 +132,7 @@ def run_load(port: int, payloads: list[bytes], clients: int = 8, seconds: float 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.web_load", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.benchmarks.web_load", description=__doc__)
     parser.add_argument("--seconds", type=finite_float, default=30.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--model", type=Path, help="model to serve (default: the shipped default)")
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    result = {"command": "python -m benchmarks.web_load " + " ".join(argv or sys.argv[1:]), **result}
+    result = {"command": "python -m edgeclf.benchmarks.web_load " + " ".join(argv or sys.argv[1:]), **result}
     result["device"] = describe()
     print(json.dumps(result, indent=2))
     if args.out:

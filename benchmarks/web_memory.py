@@ -1,7 +1,7 @@
 """Peak memory of `edgeclf serve` under concurrent hostile and large uploads, and top-1 agreement
 with `edgeclf run` on a large photo (issue 12, item 2).
 
-    python -m benchmarks.web_memory --out benchmarks/results/web-memory-<device>-<date>.json
+    python -m edgeclf.benchmarks.web_memory --out benchmarks/results/web-memory-<device>-<date>.json
 
 A server starts on 127.0.0.1 with its defaults (`--max-pixels` 40 M, 8 threads). After one
 warm-up upload, each scenario posts the same file from 8 clients at once and reads the server's
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.device import describe
-from benchmarks.web_load import request, start_server
-from edge_app import files
+from edgeclf.benchmarks.device import describe
+from edgeclf.benchmarks.web_load import request, start_server
+from edgeclf.edge_app import files
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "models" / "samples" / "cat.jpg"
@@ -62,8 +62,8 @@ def photo(width: int, height: int, ext: str) -> bytes:
 
 def largest_png() -> tuple[int, int]:
     """The largest 4:3 PNG (multiples of 100 px) whose estimated decode fits one upload decode."""
-    from edge_app.imagedecode import ImageHeader, decode_bytes_needed
-    from edge_app.web.uploads import MAX_DECODE_BYTES
+    from edgeclf.edge_app.imagedecode import ImageHeader, decode_bytes_needed
+    from edgeclf.edge_app.web.uploads import MAX_DECODE_BYTES
 
     side = 300
     while decode_bytes_needed(ImageHeader("PNG", (side + 100) * 4 // 3, side + 100), 1) <= MAX_DECODE_BYTES:
@@ -103,7 +103,7 @@ def burst(port: int, body: bytes, clients: int) -> list[tuple[int, str]]:
 def run_top1(image: Path) -> str:
     """The label `edgeclf run` prints for one image file (default model)."""
     out = subprocess.run(
-        [sys.executable, "-m", "edge_app", "--source", str(image), "--no-display", "--max-frames", "1"],
+        [sys.executable, "-m", "edgeclf.edge_app", "--source", str(image), "--no-display", "--max-frames", "1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -151,11 +151,12 @@ def measure(clients: int = 8) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.web_memory", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.benchmarks.web_memory", description=__doc__)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
-    report = {"command": "python -m benchmarks.web_memory " + " ".join(argv or sys.argv[1:]), **measure(args.clients)}
+    command = "python -m edgeclf.benchmarks.web_memory " + " ".join(argv or sys.argv[1:])
+    report = {"command": command, **measure(args.clients)}
     report["device"] = describe()
     text = json.dumps(report, indent=2)
     print(text)

@@ -1,4 +1,4 @@
-"""`edgeclf convert` / `python -m convert`: Keras -> .tflite with verification against Keras."""
+"""`edgeclf convert` / `python -m edgeclf.convert`: Keras -> .tflite with verification against Keras."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.modes import IO_TYPES, QUANT_MODES
-from convert.tta import TTA_MODES
-from edge_app.argtypes import finite_float, rgb_triple
-from edge_app.cli import guarded
-from edge_app.contract import COLORS
+from edgeclf.convert.modes import IO_TYPES, QUANT_MODES
+from edgeclf.convert.tta import TTA_MODES
+from edgeclf.edge_app.argtypes import finite_float, rgb_triple
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.contract import COLORS
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     calibrated = ", ".join(m.name for m in QUANT_MODES.values() if m.calibrated)
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m convert",
+        prog=prog or "python -m edgeclf.convert",
         description="Convert a trained run (or a .keras file) to .tflite, verify it against the Keras model on the "
         "test split in the TFLite runtime, and write it with its metadata (embedded and as a JSON sidecar).",
     )
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--eval-limit must be at least 1")
     if args.image_size is not None and args.image_size < 1:
         parser.error("--image-size must be at least 1")
-    from convert.pipeline import convert, report
+    from edgeclf.convert.pipeline import convert, report
 
     data = {k: v for k in ("data", "data_dir", "image_size") if (v := getattr(args, k)) is not None}
     result = convert(

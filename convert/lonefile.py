@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_app.errors import EdgeClfError
-from train.lonecontract import CONTRACT_OPTIONS, LoneContract, resolve, sidecar_path
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.train.lonecontract import CONTRACT_OPTIONS, LoneContract, resolve, sidecar_path
 
-# the contract itself (options, sidecar) lives in train.lonecontract, so `edgeclf train --init` reads a lone
-# file's contract the same way; convert.pipeline goes on calling lonefile.resolve
+# the contract itself (options, sidecar) lives in edgeclf.train.lonecontract, so `edgeclf train --init` reads a lone
+# file's contract the same way; edgeclf.convert.pipeline goes on calling lonefile.resolve
 __all__ = [
     "CONTRACT_OPTIONS",
     "LoneContract",

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge_app import quantmodes
-from edge_app.errors import EdgeClfError
-from edge_app.quantmodes import IO_TYPES
+from edgeclf.edge_app import quantmodes
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.quantmodes import IO_TYPES
 
 __all__ = ["CONVERTERS", "IO_TYPES", "QUANT_MODES", "Converter", "QuantMode", "build", "get"]
 

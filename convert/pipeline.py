@@ -10,19 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from convert import lonefile, modes, tta
-from convert.lonefile import LoneContract
-from convert.runfile import RUN_FILE, RunRecord, read_run
-from convert.tflite import to_tflite
-from convert.verify import Verification, class_change_lines, verify
-from edge_app import metadata, preprocess
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.datasets import ImageSet
-from edge_app.errors import EdgeClfError
-from train.data import DataSpec, Splits, load_splits, stratified_split
-from train.kerasfile import KERAS_SUFFIXES, load_keras
-from train.kerasfile import check_archive as _check_keras_archive
-from train.macs import count_macs
+from edgeclf.convert import lonefile, modes, tta
+from edgeclf.convert.lonefile import LoneContract
+from edgeclf.convert.runfile import RUN_FILE, RunRecord, read_run
+from edgeclf.convert.tflite import to_tflite
+from edgeclf.convert.verify import Verification, class_change_lines, verify
+from edgeclf.edge_app import metadata, preprocess
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.datasets import ImageSet
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.train.data import DataSpec, Splits, load_splits, stratified_split
+from edgeclf.train.kerasfile import KERAS_SUFFIXES, load_keras
+from edgeclf.train.kerasfile import check_archive as _check_keras_archive
+from edgeclf.train.macs import count_macs
 
 
 @dataclass(frozen=True)

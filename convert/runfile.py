@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.contract import RESIZE_MODES, ModelInfo
-from edge_app.errors import EdgeClfError, MetadataError
-from train.data import DataSpec
-from train.jsonfile import read_json
+from edgeclf.edge_app.contract import RESIZE_MODES, ModelInfo
+from edgeclf.edge_app.errors import EdgeClfError, MetadataError
+from edgeclf.train.data import DataSpec
+from edgeclf.train.jsonfile import read_json
 
 RUN_FILE = "run.json"
 

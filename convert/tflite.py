@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.modes import QuantMode
-from edge_app.errors import EdgeClfError, require
+from edgeclf.convert.modes import QuantMode
+from edgeclf.edge_app.errors import EdgeClfError, require
 
 
 def representative(images: np.ndarray) -> Any:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
-from edge_app.tta import VIEW_WEIGHTS
+from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.tta import VIEW_WEIGHTS
 
 VIEWS = {mode: len(weights) for mode, weights in VIEW_WEIGHTS.items()}  # passes of the network per image
 TTA_MODES = tuple(VIEWS)

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import metadata, metrics
-from edge_app.classifier import Classifier
-from edge_app.contract import ModelInfo
+from edgeclf.edge_app import metadata, metrics
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.contract import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def op_report(path: Path) -> dict[str, Any]:
     """Every op of the model (without delegates, so none hide) and those that touch float32 tensors."""
     import importlib
 
-    from edge_app.runtime import interpreter_class
+    from edgeclf.edge_app.runtime import interpreter_class
 
     cls, _ = interpreter_class()
     resolver = getattr(importlib.import_module(cls.__module__), "OpResolverType", None)

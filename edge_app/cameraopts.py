@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edge_app.argtypes import finite_float
-from edge_app.sources import CameraSettings
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.sources import CameraSettings
 
 DEFAULTS = CameraSettings()
 

@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 
-from edge_app.logs import NOTICE
-from edge_app.sources import Frame, FrameSource, SourceError
+from edgeclf.edge_app.logs import NOTICE
+from edgeclf.edge_app.sources import Frame, FrameSource, SourceError
 
 log = logging.getLogger(__name__)
 

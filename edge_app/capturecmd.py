@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app import cameraopts, files, notify, preprocess
-from edge_app.argtypes import finite_float
-from edge_app.capture import Grabber
-from edge_app.cli import guarded
-from edge_app.collector import frame_name
-from edge_app.errors import EdgeClfError
-from edge_app.labelname import LabelError, label_problem
-from edge_app.sources import CameraSettings, Frame, FrameSource, parse_source
+from edgeclf.edge_app import cameraopts, files, notify, preprocess
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.collector import frame_name
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.labelname import LabelError, label_problem
+from edgeclf.edge_app.sources import CameraSettings, Frame, FrameSource, parse_source
 
 JPEG_QUALITY = 95  # teaching pictures: keep the detail, a frame is still only ~50 kB at 640x480
 FRAME_WAIT = 1.0  # s per wait for a frame; the grabber's own give-up decides when a camera is stuck
@@ -115,7 +115,7 @@ def capture(config: CaptureConfig) -> CaptureResult:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m edge_app.capturecmd",
+        prog=prog or "python -m edgeclf.edge_app.capturecmd",
         description="Save frames from a camera, video, stream or images into OUT/LABEL/ (atomically), to teach "
         "a model with `edgeclf teach --data OUT` or train one with `edgeclf train --data OUT`.",
     )

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import metadata, preprocess
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import MetadataError, ModelLoadError
-from edge_app.labels import read_labels
-from edge_app.runtime import load_interpreter
+from edgeclf.edge_app import metadata, preprocess
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.errors import MetadataError, ModelLoadError
+from edgeclf.edge_app.labels import read_labels
+from edgeclf.edge_app.runtime import load_interpreter
 
 # Convention for foreign models without metadata: maps 0..255 to [-1, 1], which a uint8 model
 # with scale 1/127.5 and zero point 128 receives as the raw pixel bytes.

@@ -1,8 +1,8 @@
 """`edgeclf <stage> ...`: one console script that hands over to each stage's own `main`.
 
 It lives in edge_app because that is the package every install has. Stages are named by
-module path and imported only when asked for, so `edgeclf run` on a Pi never loads the
-host-side stages or TensorFlow; `python -m <stage>` calls the very same `main`.
+module path (edgeclf.<stage>...) and imported only when asked for, so `edgeclf run` on a Pi never
+loads the host-side stages or TensorFlow; `python -m edgeclf.<stage>` calls the very same `main`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,27 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from edge_app import __version__
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app import __version__
+from edgeclf.edge_app.errors import EdgeClfError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("train.cli", "train a CNN on CIFAR-10 or an image folder (host, needs [train])"),
-    "convert": ("convert.cli", "Keras model -> .tflite (float32/float16/dynamic/int8) with verification"),
-    "run": ("edge_app.run", "live classification from a camera, video, stream or images (TFLite only)"),
-    "bench": ("benchmarks.cli", "latency / accuracy / size of .tflite models"),
-    "serve": ("edge_app.web.serve", "web UI and JSON API on the device: upload, live view, history (needs [web])"),
-    "teach": ("edge_app.teach", "teach a model new classes from a few pictures each, on the device (TFLite only)"),
-    "capture": ("edge_app.capturecmd", "save frames from a camera, video, stream or images into DIR/LABEL/ to teach"),
-    "doctor": ("edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
+    "train": ("edgeclf.train.cli", "train a CNN on CIFAR-10 or an image folder (host, needs [train])"),
+    "convert": ("edgeclf.convert.cli", "Keras model -> .tflite (float32/float16/dynamic/int8) with verification"),
+    "run": ("edgeclf.edge_app.run", "live classification from a camera, video, stream or images (TFLite only)"),
+    "bench": ("edgeclf.benchmarks.cli", "latency / accuracy / size of .tflite models"),
+    "serve": (
+        "edgeclf.edge_app.web.serve",
+        "web UI and JSON API on the device: upload, live view, history (needs [web])",
+    ),
+    "teach": (
+        "edgeclf.edge_app.teach",
+        "teach a model new classes from a few pictures each, on the device (TFLite only)",
+    ),
+    "capture": (
+        "edgeclf.edge_app.capturecmd",
+        "save frames from a camera, video, stream or images into DIR/LABEL/ to teach",
+    ),
+    "doctor": ("edgeclf.edge_app.doctor", "check runtimes, camera, display and the default model on this machine"),
 }
 
 

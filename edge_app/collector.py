@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app import files, preprocess
-from edge_app.errors import EdgeClfError
-from edge_app.sources import Frame
+from edgeclf.edge_app import files, preprocess
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.sources import Frame
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from edge_app.errors import MetadataError
-from edge_app.head import Head
-from edge_app.quantmodes import MODES
+from edgeclf.edge_app.errors import MetadataError
+from edgeclf.edge_app.head import Head
+from edgeclf.edge_app.quantmodes import MODES
 
 # 1: the contract; 2: the same plus a taught head (`edgeclf teach`). A file is written with the lowest schema
 # that holds it, so untaught models stay readable by older versions, and a reader of schema 1 refuses a taught

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import files, preprocess
-from edge_app.errors import DataError, EdgeClfError
-from edge_app.sources import read_image
+from edgeclf.edge_app import files, preprocess
+from edgeclf.edge_app.errors import DataError, EdgeClfError
+from edgeclf.edge_app.sources import read_image
 
 CACHE_VERSION = 2  # 2: large JPEGs decode at reduced scale (imagedecode)
 SPLITS = ("train", "test")

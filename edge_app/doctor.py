@@ -18,9 +18,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import NoReturn
 
-from edge_app import mqttopts
-from edge_app.cli import guarded
-from edge_app.errors import EdgeClfError, MissingDependencyError
+from edgeclf.edge_app import mqttopts
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.errors import EdgeClfError, MissingDependencyError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -45,7 +45,7 @@ def _version(dist: str) -> str | None:
 
 
 def check_platform() -> list[Check]:
-    from edge_app.picamera import pi_model
+    from edgeclf.edge_app.picamera import pi_model
 
     pi = pi_model()
     machine = f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count()} cores"
@@ -60,7 +60,7 @@ def check_platform() -> list[Check]:
 
 def check_cpu() -> list[Check]:
     """The CPU line a benchmark report records (model, cores, MHz, int8 features); a warning on a throttled Pi."""
-    from edge_app import cpuinfo
+    from edgeclf.edge_app import cpuinfo
 
     detail = cpuinfo.describe().summary()
     state = cpuinfo.throttled()
@@ -142,7 +142,7 @@ def picamera2_version_check(version: str | None) -> Check:
 
 def check_picamera2() -> list[Check]:
     """Whether picamera2 imports, its version, and whether libcamera lists a camera."""
-    from edge_app.picamera import cameras_available, pi_model
+    from edgeclf.edge_app.picamera import cameras_available, pi_model
 
     try:
         module = importlib.import_module("picamera2")
@@ -167,7 +167,7 @@ def check_picamera2() -> list[Check]:
 
 
 def check_camera_and_display() -> list[Check]:
-    from edge_app.overlay import gui_available
+    from edgeclf.edge_app.overlay import gui_available
 
     checks = []
     try:
@@ -193,10 +193,10 @@ def check_camera_and_display() -> list[Check]:
 
 def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
     """Load `model` (default: the shipped one) with `labels` if given, and classify the sample images."""
-    from edge_app.classifier import Classifier
-    from edge_app.run import default_model
-    from edge_app.shipped import MODELS_DIR
-    from edge_app.sources import read_image
+    from edgeclf.edge_app.classifier import Classifier
+    from edgeclf.edge_app.run import default_model
+    from edgeclf.edge_app.shipped import MODELS_DIR
+    from edgeclf.edge_app.sources import read_image
 
     path = model or default_model()
     try:
@@ -224,8 +224,8 @@ def check_model(model: Path | None, labels: Path | None = None) -> list[Check]:
 
 def check_mqtt(settings: mqttopts.MqttSettings) -> list[Check]:
     """Connect to the broker as `run --mqtt` would (without a will, publishing nothing), and list the topics."""
-    from edge_app import hadiscovery
-    from edge_app.mqtt import MqttLink
+    from edgeclf.edge_app import hadiscovery
+    from edgeclf.edge_app.mqtt import MqttLink
 
     try:
         link = MqttLink(settings, will=False, client_id=f"edgeclf-doctor-{os.getpid()}")
@@ -288,7 +288,7 @@ def _unit_value(value: str, what: str) -> str:
 
 def _run_options(argv: Sequence[str]) -> argparse.Namespace:
     """`argv` parsed and checked by `edgeclf run`'s own parser; UnitError instead of its usage message."""
-    from edge_app.run import _check, build_parser
+    from edgeclf.edge_app.run import _check, build_parser
 
     parser = build_parser("edgeclf run")
 
@@ -307,8 +307,8 @@ def _run_options(argv: Sequence[str]) -> argparse.Namespace:
 def systemd_unit(run_argv: Sequence[str], user: str, venv: Path, workdir: Path, made_by: str) -> str:
     """The unit that runs `<venv>/bin/edgeclf run RUN_ARGV --no-display` as `user` in `workdir` under systemd's
     watchdog; After=network-online.target only for a URL source. UnitError for options that cannot make one."""
-    from edge_app.notify import OPENCV_TIMEOUT, watchdog_seconds
-    from edge_app.sources import URL
+    from edgeclf.edge_app.notify import OPENCV_TIMEOUT, watchdog_seconds
+    from edgeclf.edge_app.sources import URL
 
     for value in (*run_argv, user, str(venv), str(workdir)):
         if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
@@ -385,7 +385,7 @@ def _add_unit_options(group: argparse._ActionsContainer) -> None:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m edge_app.doctor",
+        prog=prog or "python -m edgeclf.edge_app.doctor",
         description="Check this machine for edgeclf: runtimes, camera, display, model. With --unit, print a "
         "systemd unit for `edgeclf run` instead.",
         epilog="example: %(prog)s --unit --source picamera2 > edgeclf.service",

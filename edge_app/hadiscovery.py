@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from edge_app import __version__
-from edge_app.errors import EdgeClfError
-from edge_app.mqttopts import MqttSettings, sanitise
+from edgeclf.edge_app import __version__
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.mqttopts import MqttSettings, sanitise
 
 DISCOVERY_PREFIX = "homeassistant"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import MetadataError
+from edgeclf.edge_app.errors import MetadataError
 
 MODES = ("replace", "extend")
 METHOD = "imprint"

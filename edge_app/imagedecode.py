@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.errors import EdgeClfError
-from edge_app.imageheader import HEAD_BYTES, ImageHeader, png_chunk_problem, probe, sniff
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.imageheader import HEAD_BYTES, ImageHeader, png_chunk_problem, probe, sniff
 
 KEEP_SIDE = 512  # reduced JPEG decoding keeps at least this many pixels on the short side
 BYTES_PER_PIXEL = {"GIF": 8.5, "TIFF": 10.5}  # peak decode memory per output pixel; 6.5 for the rest

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edge_app.errors import TeachError
-from edge_app.head import Head
-from edge_app.tflite_graph import HeadSite
+from edgeclf.edge_app.errors import TeachError
+from edgeclf.edge_app.head import Head
+from edgeclf.edge_app.tflite_graph import HeadSite
 
 COVER = 0.8  # extend mode: the share of the taught views each new class must win against the base classes
 STEAL = 0.01  # extend mode with pictures of the base classes: the share of their views a new class may take

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 MAX_LABEL_CHARS = 100  # a folder name (ext4 allows 255 bytes; UTF-8 takes up to 4 a character)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edge_app.errors import MetadataError
+from edgeclf.edge_app.errors import MetadataError
 
 _INDEXED = re.compile(r"^\s*(\d+)[\s:,]+(.+?)\s*$")
 

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.capture import Grabber
-from edge_app.classifier import Classifier
-from edge_app.collector import CollectLimits, Collector
-from edge_app.errors import EdgeClfError
-from edge_app.notify import Notifier
-from edge_app.overlay import VideoSink, Window, annotate
-from edge_app.results import frame_json, shown_label
-from edge_app.sources import Frame
-from edge_app.timings import Timings
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.collector import CollectLimits, Collector
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.notify import Notifier
+from edgeclf.edge_app.overlay import VideoSink, Window, annotate
+from edgeclf.edge_app.results import frame_json, shown_label
+from edgeclf.edge_app.sources import Frame
+from edgeclf.edge_app.timings import Timings
 
 if TYPE_CHECKING:
-    from edge_app.mqttpublish import Publisher
+    from edgeclf.edge_app.mqttpublish import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class StopFlag:
 
 
 def _record(frame: Frame, result: FrameResult, fps: float) -> str:
-    """One JSON line: when and which frame, the prediction and its timings (edge_app.results), the FPS."""
+    """One JSON line: when and which frame, the prediction and its timings (edgeclf.edge_app.results), the FPS."""
     return json.dumps(
         {
             "time": datetime.fromtimestamp(frame.timestamp, UTC).isoformat(timespec="milliseconds"),

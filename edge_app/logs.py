@@ -17,7 +17,7 @@ from collections.abc import Mapping
 NOTICE = 25  # between INFO and WARNING, as syslog's notice: a normal but significant event (a camera reopened)
 logging.addLevelName(NOTICE, "NOTICE")
 
-LOGGERS = ("edge_app", "edgeclf", "waitress")  # ours (modules, the web store), and serve's WSGI server
+LOGGERS = ("edgeclf", "waitress")  # ours (edgeclf.<stage>.* modules, the web store edgeclf.web), serve's WSGI server
 PLAIN = {logging.INFO: "", NOTICE: "note: "}  # other levels: their name, `warning: `
 PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (NOTICE, 5), (logging.INFO, 6))
 

@@ -2,7 +2,7 @@
 
 glibc raises its mmap threshold each time a large block is freed (up to 32 MiB on 64-bit), so
 after a few decodes a 29 MB image buffer comes from a thread's own arena, and each of the
-server's request threads then keeps its freed buffers: measured with `benchmarks.web_memory`,
+server's request threads then keeps its freed buffers: measured with `edgeclf.benchmarks.web_memory`,
 eight uploads of a 3600x2700 PNG left `serve` at 486 MB RSS for good. Fixing the threshold at
 1 MiB makes every large buffer an mmap that is returned to the system when freed (the same run:
 164 MB peak, 90 MB after).

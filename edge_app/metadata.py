@@ -12,9 +12,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from edge_app import files
-from edge_app.contract import ModelInfo
-from edge_app.errors import MetadataError
+from edgeclf.edge_app import files
+from edgeclf.edge_app.contract import ModelInfo
+from edgeclf.edge_app.errors import MetadataError
 
 MEMBER = "edgeclf.json"
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge_app.errors import EdgeClfError, MissingDependencyError
-from edge_app.logs import NOTICE
-from edge_app.mqttopts import MqttSettings, sanitise
+from edgeclf.edge_app.errors import EdgeClfError, MissingDependencyError
+from edgeclf.edge_app.logs import NOTICE
+from edgeclf.edge_app.mqttopts import MqttSettings, sanitise
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_app.results import SCORE_DIGITS, UNCERTAIN
+from edgeclf.edge_app.results import SCORE_DIGITS, UNCERTAIN
 
 
 def iso(timestamp: float) -> str:

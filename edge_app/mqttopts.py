@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edge_app.argtypes import finite_float
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.errors import EdgeClfError
 
 log = logging.getLogger(__name__)
 

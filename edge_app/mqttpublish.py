@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_app import hadiscovery, preprocess
-from edge_app.mqttevents import EventTracker, Shown, StateGate, upload_event
-from edge_app.mqttopts import MqttSettings
-from edge_app.results import shown_label
+from edgeclf.edge_app import hadiscovery, preprocess
+from edgeclf.edge_app.mqttevents import EventTracker, Shown, StateGate, upload_event
+from edgeclf.edge_app.mqttopts import MqttSettings
+from edgeclf.edge_app.results import shown_label
 
 if TYPE_CHECKING:
-    from edge_app.live import FrameResult
-    from edge_app.mqtt import MqttLink
+    from edgeclf.edge_app.live import FrameResult
+    from edgeclf.edge_app.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Publisher:
         if self.settings.ha_discovery:
             self._discovery = hadiscovery.configs(self.settings, model)
         if self._link_factory is None:
-            from edge_app.mqtt import MqttLink
+            from edgeclf.edge_app.mqtt import MqttLink
 
             self._link_factory = MqttLink
         self.link = self._link_factory(self.settings, on_connected=self._on_connected)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.errors import EdgeClfError
 
 MIN_WIDTH = 320  # tiny frames (32x32 test images) are enlarged so the text fits
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.sources import CameraSettings, Frame, SourceError
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.sources import CameraSettings, Frame, SourceError
 
 MODEL_FILE = Path("/proc/device-tree/model")
 LORES_MAX_WIDTH = 320

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_app.contract import InputSpec
+from edgeclf.edge_app.contract import InputSpec
 
 
 def _cv2():  # noqa: ANN202 - lazy import keeps `import edge_app` light
     import os
 
-    from edge_app.errors import require
+    from edgeclf.edge_app.errors import require
 
     # OpenCV's own decode limit (default 2^30 pixels), read once when cv2 loads: a backstop behind
     # imagedecode's header checks for any path that reaches cv2.imdecode / imread directly

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 IO_TYPES = ("int8", "uint8", "float32")  # every input/output type a mode may offer
 

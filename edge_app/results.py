@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # live imports this module: the type only, no import cycle at run time
-    from edge_app.live import FrameResult
+    from edgeclf.edge_app.live import FrameResult
 
 UNCERTAIN = "uncertain"  # the label shown when the top score is below the threshold
 SCORE_DIGITS = 4

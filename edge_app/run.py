@@ -1,4 +1,4 @@
-"""`edgeclf run` / `python -m edge_app`: live classification from a camera, video, stream or images."""
+"""`edgeclf run` / `python -m edgeclf.edge_app`: live classification from a camera, video, stream or images."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_app import cameraopts, logs, mqttopts, notify
-from edge_app.argtypes import finite_float, rgb_triple
-from edge_app.capture import Grabber
-from edge_app.classifier import Classifier
-from edge_app.cli import guarded
-from edge_app.collector import CollectLimits
-from edge_app.errors import EdgeClfError
-from edge_app.live import LiveOptions, StopFlag, Summary, run_live
-from edge_app.overlay import gui_available
-from edge_app.runtime import RUNTIMES
-from edge_app.shipped import DEFAULT_MODEL
-from edge_app.sources import parse_source
+from edgeclf.edge_app import cameraopts, logs, mqttopts, notify
+from edgeclf.edge_app.argtypes import finite_float, rgb_triple
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.collector import CollectLimits
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.live import LiveOptions, StopFlag, Summary, run_live
+from edgeclf.edge_app.overlay import gui_available
+from edgeclf.edge_app.runtime import RUNTIMES
+from edgeclf.edge_app.shipped import DEFAULT_MODEL
+from edgeclf.edge_app.sources import parse_source
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def default_model() -> Path:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m edge_app",
+        prog=prog or "python -m edgeclf.edge_app",
         description="Classify a camera, video, stream or images live with a .tflite model, using only a TFLite "
         "runtime (no TensorFlow). Headless runs print JSON lines (every frame of a file; for cameras one a "
         "second and at each change of label, see --json-every). Under systemd (Type=notify) it reports READY "
@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace, stop: StopFlag) -> tuple[Summary, str]:
     )
     publisher = None
     if args.mqtt_settings is not None:  # before the camera opens: a broker that cannot be used ends the run here
-        from edge_app.mqttpublish import Publisher
+        from edgeclf.edge_app.mqttpublish import Publisher
 
         publisher = Publisher(args.mqtt_settings).start(clf.path.name, clf.labels, stop.event)
     try:

@@ -11,7 +11,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError, ModelLoadError
+from edgeclf.edge_app.errors import EdgeClfError, ModelLoadError
 
 log = logging.getLogger(__name__)
 

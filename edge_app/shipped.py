@@ -1,6 +1,6 @@
 """Where the shipped models and samples are: beside the code in a wheel, at the top of a checkout.
 
-A wheel installs the repository's models/ folder as package data at edge_app/models/; an
+A wheel installs the repository's models/ folder as package data at edgeclf/edge_app/models/; an
 editable install or a plain checkout reads the models/ folder next to edge_app/.
 """
 

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_app import imagedecode, preprocess
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app import imagedecode, preprocess
+from edgeclf.edge_app.errors import EdgeClfError
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def parse_source(spec: str | None, camera: CameraSettings = CameraSettings()) ->
     if spec is None:
         return first_camera(camera)
     if spec == "picamera2":
-        from edge_app.picamera import Picamera2Source
+        from edgeclf.edge_app.picamera import Picamera2Source
 
         return Picamera2Source(camera)
     if spec.isdigit():
@@ -307,7 +307,7 @@ def first_camera(camera: CameraSettings = CameraSettings(), dev: Path = Path("/d
     The Pi camera comes back open: starting it is the test (libcamera lists USB webcams too, and a
     camera it lists can still fail to start). When there is no camera, the error says why picamera2
     was not used."""
-    from edge_app.picamera import Picamera2Source
+    from edgeclf.edge_app.picamera import Picamera2Source
 
     pi_camera = Picamera2Source(camera)
     try:

@@ -16,19 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import imprint, metadata, preprocess, tflite_graph
-from edge_app.argtypes import rgb_triple
-from edge_app.classifier import Classifier, foreign_info
-from edge_app.cli import guarded
-from edge_app.contract import ModelInfo
-from edge_app.datasets import class_names, list_files
-from edge_app.errors import MetadataError, TeachError
-from edge_app.head import MODES, Head
-from edge_app.labels import read_labels
-from edge_app.memory import peak_rss_mb
-from edge_app.runtime import RUNTIMES, load_interpreter
-from edge_app.sources import read_image
-from edge_app.tta import view_weights
+from edgeclf.edge_app import imprint, metadata, preprocess, tflite_graph
+from edgeclf.edge_app.argtypes import rgb_triple
+from edgeclf.edge_app.classifier import Classifier, foreign_info
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.contract import ModelInfo
+from edgeclf.edge_app.datasets import class_names, list_files
+from edgeclf.edge_app.errors import MetadataError, TeachError
+from edgeclf.edge_app.head import MODES, Head
+from edgeclf.edge_app.labels import read_labels
+from edgeclf.edge_app.memory import peak_rss_mb
+from edgeclf.edge_app.runtime import RUNTIMES, load_interpreter
+from edgeclf.edge_app.sources import read_image
+from edgeclf.edge_app.tta import view_weights
 
 OUTPUT_NAMES = ["embedding", "logits"]
 
@@ -225,7 +225,7 @@ def _accuracy(cls: Classifier, images: dict[str, list[np.ndarray]]) -> float:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m edge_app.teach",
+        prog=prog or "python -m edgeclf.edge_app.teach",
         description="Teach a .tflite image classifier new classes from a few pictures per class, on the device "
         "(TFLite runtime and numpy only). The base's embedding, the input of its last layer, is exposed as an "
         "output and a head imprinted from the pictures is stored in the new model's metadata; the new model works "

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import ModelLoadError, TeachError
+from edgeclf.edge_app.errors import ModelLoadError, TeachError
 
 # ops allowed between the head and the model's output: activation, shape, (de)quantisation, the logit
 # scale some heads apply, and the average over test-time views that our models run inside the graph

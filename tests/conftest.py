@@ -85,8 +85,8 @@ def tiny_keras_model(tmp_path_factory):
     # skipped where Keras is missing; a `device` test may not use it (pytest_collection_modifyitems): shipped_models
     keras = pytest.importorskip("keras", reason="builds its model with Keras (the train extra)")
 
-    from edge_app import preprocess
-    from edge_app.contract import InputSpec
+    from edgeclf.edge_app import preprocess
+    from edgeclf.edge_app.contract import InputSpec
 
     keras.utils.set_random_seed(1)
     spec = InputSpec(16, 16)
@@ -112,10 +112,10 @@ def tiny_keras_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def converted(tiny_keras_model, tmp_path_factory):
     """The tiny model converted in every mode, written with metadata: {mode: path}."""
-    from convert import modes
-    from convert.tflite import to_tflite
-    from edge_app import metadata, preprocess
-    from edge_app.contract import InputSpec, ModelInfo
+    from edgeclf.convert import modes
+    from edgeclf.convert.tflite import to_tflite
+    from edgeclf.edge_app import metadata, preprocess
+    from edgeclf.edge_app.contract import InputSpec, ModelInfo
 
     model, _ = tiny_keras_model
     spec = InputSpec(16, 16)
@@ -134,10 +134,11 @@ def converted(tiny_keras_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shipped_models(tmp_path_factory) -> dict[str, Path]:
-    """Copies of the shipped .tflite models and their .json sidecars, as installed (edge_app.shipped): {stem: path},
-    "default" for edge_app.shipped.DEFAULT_MODEL. The models the `device` tests use: no Keras needed to make them.
+    """Copies of the shipped .tflite models and their .json sidecars, as installed (edgeclf.edge_app.shipped):
+    {stem: path}, "default" for edgeclf.edge_app.shipped.DEFAULT_MODEL. The models the `device` tests use: no Keras
+    needed to make them.
     Copies, so that a test cannot change the files the package ships."""
-    from edge_app import metadata, shipped
+    from edgeclf.edge_app import metadata, shipped
 
     if not shipped.DEFAULT_MODEL.is_file():  # they are package data: missing is a broken install, not a skip
         pytest.fail(f"no shipped default model at {shipped.DEFAULT_MODEL}")
@@ -161,7 +162,7 @@ def colour_folder(tmp_path):
 def foreign_model(tmp_path):
     """A shipped model with its embedded metadata cut off and no sidecar (a third-party model, to edgeclf),
     and its labels file: (model path, labels path)."""
-    from edge_app import metadata
+    from edgeclf.edge_app import metadata
 
     shipped = ROOT / "models" / "airbench_tiny_int8.tflite"
     if not shipped.is_file():

@@ -22,7 +22,7 @@ from enum import Enum
 
 import numpy as np
 
-from edge_app.sources import Frame, SourceError
+from edgeclf.edge_app.sources import Frame, SourceError
 
 
 def pattern(width: int, height: int, seed: int = 0) -> np.ndarray:

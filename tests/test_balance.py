@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app import metrics
-from train import balance, report
-from train.cli import main
-from train.data import DataSpec, load_splits
-from train.fit import TrainConfig, train_model
+from edgeclf.edge_app import metrics
+from edgeclf.train import balance, report
+from edgeclf.train.cli import main
+from edgeclf.train.data import DataSpec, load_splits
+from edgeclf.train.fit import TrainConfig, train_model
 
 
 def write_folder(root: Path, train: dict[str, int], test: dict[str, int], seed: int = 0, junk: str = "") -> Path:
@@ -90,7 +90,7 @@ def test_automatic_choice():
 def test_class_weights_and_the_weighted_losses():
     import keras
 
-    from train import distill
+    from edgeclf.train import distill
 
     w = balance.class_weights(np.array([30, 6]))
     assert w.tolist() == pytest.approx([36 / 60, 36 / 12])  # n / (classes x n_c): 0.6 and 3
@@ -114,7 +114,7 @@ def test_class_weights_and_the_weighted_losses():
 def test_sampling_draws_the_classes_evenly_for_a_fixed_number_of_steps(tmp_path):
     import tensorflow as tf
 
-    from train.fit import _dataset
+    from edgeclf.train.fit import _dataset
 
     y = np.array([0] * 90 + [1] * 10)
     x = np.arange(100, dtype=np.float32).reshape(100, 1)  # the image is its own index
@@ -158,8 +158,8 @@ def rare_probability(run_dir: Path, folder: Path) -> float:
     """The mean probability the run's model gives 'rare' over the test images (half of them rare)."""
     import keras
 
-    from edge_app import preprocess
-    from train.fit import input_spec_for
+    from edgeclf.edge_app import preprocess
+    from edgeclf.train.fit import input_spec_for
 
     splits = load_splits(spec(folder, run_dir.parent))
     model = keras.models.load_model(run_dir / "model.keras", compile=False)

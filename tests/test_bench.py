@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from benchmarks import report as report_mod
-from benchmarks.cli import main as bench_main
-from benchmarks.data import evaluation_set
-from benchmarks.stats import interleaved, summarize
+from edgeclf.benchmarks import report as report_mod
+from edgeclf.benchmarks.cli import main as bench_main
+from edgeclf.benchmarks.data import evaluation_set
+from edgeclf.benchmarks.stats import interleaved, summarize
 from tests.conftest import ROOT
 
 ROW_KEYS = {
@@ -111,7 +111,7 @@ def test_compare(quick_report, capsys):
 def test_reference_row_skipped_cleanly_without_tensorflow(converted, monkeypatch, tmp_path):
     import importlib.util
 
-    from benchmarks import bench
+    from edgeclf.benchmarks import bench
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
@@ -188,7 +188,7 @@ def test_a_corrupt_keras_reference_is_not_called_missing(content, converted, tmp
 def test_probe_names_a_zip_that_is_no_keras_model(converted, tmp_path, capsys):
     import zipfile
 
-    from benchmarks import probe
+    from edgeclf.benchmarks import probe
 
     fake = tmp_path / "model.keras"
     with zipfile.ZipFile(fake, "w") as zf:
@@ -200,7 +200,7 @@ def test_probe_names_a_zip_that_is_no_keras_model(converted, tmp_path, capsys):
 
 def test_against_float32_rows_name_their_runtime():
     # two runtimes of one model gave two identical-looking ratio rows (no runtime column)
-    from benchmarks.report import load, to_markdown
+    from edgeclf.benchmarks.report import load, to_markdown
 
     report = load(ROOT / "benchmarks/results/x86_64-2core-2026-11-28-runtimes/report.json")
     section = to_markdown(report).split("## Against float32", 1)[1].split("##", 1)[0]

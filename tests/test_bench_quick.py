@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from benchmarks import bench, device
-from benchmarks import report as report_mod
-from benchmarks.cli import main as bench_main
-from benchmarks.stats import interleaved, settle
+from edgeclf.benchmarks import bench, device
+from edgeclf.benchmarks import report as report_mod
+from edgeclf.benchmarks.cli import main as bench_main
+from edgeclf.benchmarks.stats import interleaved, settle
 
 
 class FakeClock:
@@ -137,7 +137,7 @@ def test_quick_runs_end_to_end_with_flags_and_warmup_recorded(converted, tmp_pat
 
 
 def test_quick_check_pairs_and_agreement():
-    from benchmarks import quick_check
+    from edgeclf.benchmarks import quick_check
 
     pairs = quick_check.shipped_pairs()
     assert {f32.name.removesuffix("_float32.tflite") for f32, _ in pairs} >= {"airbench_whiten", "resnet8"}

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from edge_app.capture import Grabber
-from edge_app.sources import SourceError
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.sources import SourceError
 from tests.conftest import wait_until
 from tests.fakes import ScriptedSource, StallingSource
 
@@ -70,7 +70,7 @@ def test_a_camera_that_stays_gone_ends_with_an_error_after_bounded_retries():
 def test_smoother_and_summary():
     import numpy as np
 
-    from edge_app.live import Smoother, Summary
+    from edgeclf.edge_app.live import Smoother, Summary
 
     smoother = Smoother(3)
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
@@ -113,8 +113,8 @@ def test_safe_collect_names_and_realtime_video(tmp_path):
     import cv2
     import numpy as np
 
-    from edge_app.collector import safe_name
-    from edge_app.overlay import VideoSink
+    from edgeclf.edge_app.collector import safe_name
+    from edgeclf.edge_app.overlay import VideoSink
 
     assert safe_name("T-shirt/top") == "T-shirt_top"
     assert safe_name("..") == "unlabelled" and safe_name("../etc") == "etc"

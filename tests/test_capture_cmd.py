@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app import files
-from edge_app.capturecmd import main
-from edge_app.collector import FRAME_NAME
-from edge_app.labelname import label_problem
+from edgeclf.edge_app import files
+from edgeclf.edge_app.capturecmd import main
+from edgeclf.edge_app.collector import FRAME_NAME
+from edgeclf.edge_app.labelname import label_problem
 from tests.conftest import ROOT
 
 CLIP = ROOT / "models" / "samples" / "clip.mp4"  # 80 frames at 8 fps: 10 s of video
@@ -102,7 +102,7 @@ def test_a_full_disk_stops_with_one_line_and_no_half_file(tmp_path, capsys, monk
         written.append(path)
         return real(path, data, fsync)
 
-    monkeypatch.setattr("edge_app.capturecmd.files.write_bytes", filling)
+    monkeypatch.setattr("edgeclf.edge_app.capturecmd.files.write_bytes", filling)
     args = ["--label", "cup", "--count", "5", "--source", str(CLIP), "--out", str(tmp_path)]
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edge_app.classifier import Classifier
-from edge_app.shipped import DEFAULT_MODEL
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.shipped import DEFAULT_MODEL
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from convert.cli import main as convert_main
-from edge_app.cli import COMMANDS
-from edge_app.cli import main as edgeclf
-from edge_app.run import main as run_main
-from train.cli import main as train_main
+from edgeclf.convert.cli import main as convert_main
+from edgeclf.edge_app.cli import COMMANDS
+from edgeclf.edge_app.cli import main as edgeclf
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.train.cli import main as train_main
 
 
 def one_line_error(capsys, code, expected):
@@ -136,10 +136,10 @@ def test_run_prints_json_lines(converted, colour_folder, capsys):
 
 
 def test_convert_refuses_int8_with_float_ops(tiny_keras_model, colour_folder, tmp_path, capsys, monkeypatch):
-    import convert.verify
+    import edgeclf.convert.verify
 
-    real = convert.verify.op_report
-    monkeypatch.setattr(convert.verify, "op_report", lambda p: {**real(p), "float_ops": ["GELU"]})
+    real = edgeclf.convert.verify.op_report
+    monkeypatch.setattr(edgeclf.convert.verify, "op_report", lambda p: {**real(p), "float_ops": ["GELU"]})
     _, keras_path = tiny_keras_model
     out = tmp_path / "t.tflite"
     labels = tmp_path / "labels.txt"

@@ -8,9 +8,9 @@ from collections import namedtuple
 
 import pytest
 
-from edge_app.collector import FRAME_NAME, TEMP, CollectLimits, Collector, frame_name
-from edge_app.errors import EdgeClfError
-from edge_app.sources import Frame
+from edgeclf.edge_app.collector import FRAME_NAME, TEMP, CollectLimits, Collector, frame_name
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.sources import Frame
 from tests.fakes import pattern
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
@@ -272,6 +272,6 @@ def test_a_frame_that_cannot_be_written_is_an_edgeclf_error(tmp_path, monkeypatc
     def full(path, data, fsync=True):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("edge_app.files.write_bytes", full)
+    monkeypatch.setattr("edgeclf.edge_app.files.write_bytes", full)
     with pytest.raises(EdgeClfError, match="No space left"):
         collector.offer(frame(0), "cat")

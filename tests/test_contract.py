@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import MetadataError
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.errors import MetadataError
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from convert import modes
-from edge_app import metrics, preprocess
-from edge_app.classifier import Classifier
-from edge_app.contract import InputSpec
-from edge_app.errors import EdgeClfError
+from edgeclf.convert import modes
+from edgeclf.edge_app import metrics, preprocess
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.contract import InputSpec
+from edgeclf.edge_app.errors import EdgeClfError
 from tests.conftest import colour_images
 
 # What the table promises for each mode: its default I/O type, and the agreement with Keras verification
@@ -40,9 +40,9 @@ def test_sizes_shrink_with_quantization(converted):
 
 
 def test_int8_uint8_io(tiny_keras_model):
-    from convert.tflite import to_tflite
-    from edge_app import metadata
-    from edge_app.contract import ModelInfo
+    from edgeclf.convert.tflite import to_tflite
+    from edgeclf.edge_app import metadata
+    from edgeclf.edge_app.contract import ModelInfo
 
     model, _ = tiny_keras_model
     spec = InputSpec(16, 16)
@@ -68,14 +68,14 @@ def test_mode_table_errors():
 
 
 def test_calibrated_mode_needs_images(tiny_keras_model):
-    from convert.tflite import to_tflite
+    from edgeclf.convert.tflite import to_tflite
 
     with pytest.raises(EdgeClfError, match="needs calibration images"):
         to_tflite(tiny_keras_model[0], modes.QUANT_MODES["int8"], "int8", None)
 
 
 def test_op_report_shows_int8_is_integer_only(converted):
-    from convert.verify import op_report
+    from edgeclf.convert.verify import op_report
 
     int8 = op_report(converted["int8"])
     assert int8["count"] > 0 and int8["float_ops"] == [] and "CONV_2D" in int8["types"]
@@ -85,9 +85,9 @@ def test_op_report_shows_int8_is_integer_only(converted):
 
 
 def test_flip_tta_graph_averages_both_views_and_stays_integer_only(tiny_keras_model, tmp_path):
-    from convert.tflite import to_tflite
-    from convert.tta import wrap
-    from convert.verify import op_report
+    from edgeclf.convert.tflite import to_tflite
+    from edgeclf.convert.tta import wrap
+    from edgeclf.convert.verify import op_report
 
     model, _ = tiny_keras_model
     x = preprocess.normalize(colour_images(40, 16, seed=5)[0], InputSpec(16, 16))
@@ -107,9 +107,9 @@ def test_flip_tta_graph_averages_both_views_and_stays_integer_only(tiny_keras_mo
 
 
 def test_flip_shift_tta_weights_six_views_and_stays_integer_only(tiny_keras_model, tmp_path):
-    from convert.tflite import to_tflite
-    from convert.tta import VIEWS, wrap
-    from convert.verify import op_report
+    from edgeclf.convert.tflite import to_tflite
+    from edgeclf.convert.tta import VIEWS, wrap
+    from edgeclf.convert.verify import op_report
 
     model, _ = tiny_keras_model
     x = preprocess.normalize(colour_images(40, 16, seed=6)[0], InputSpec(16, 16))
@@ -134,7 +134,7 @@ def test_flip_shift_tta_weights_six_views_and_stays_integer_only(tiny_keras_mode
 
 
 def test_per_class_change_shows_the_class_a_conversion_hurts():
-    from convert.verify import Verification, class_change_lines, class_changes
+    from edgeclf.convert.verify import Verification, class_change_lines, class_changes
 
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
     keras_pred = y.copy()

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from convert.cli import main as convert_main
+from edgeclf.convert.cli import main as convert_main
 from tests.conftest import COLOURS
 from tests.test_convert_inputs import GOOD_RUN
 
@@ -143,7 +143,7 @@ def test_contract_options_are_refused_for_a_run_folder(lone, tmp_path, capsys):
 
 
 def test_chance_floor():
-    from convert.lonefile import chance_floor
+    from edgeclf.convert.lonefile import chance_floor
 
     assert chance_floor(3) == pytest.approx(2 / 3)
     assert chance_floor(10) == pytest.approx(0.2)
@@ -168,8 +168,8 @@ def bgr_keras(tiny_keras_model, tmp_path):
 
 def test_a_bgr_model_is_fed_bgr_by_convert_and_by_the_benchmark(bgr_keras, colour_folder, tmp_path, capsys):
     """--color BGR reaches calibration and verification, and the benchmark's accuracy feeds the model's order."""
-    from benchmarks import bench
-    from edge_app.classifier import Classifier
+    from edgeclf.benchmarks import bench
+    from edgeclf.edge_app.classifier import Classifier
 
     out = tmp_path / "bgr_int8.tflite"
     labels = labels_file(tmp_path, COLOURS)
@@ -186,7 +186,7 @@ def test_a_bgr_model_is_fed_bgr_by_convert_and_by_the_benchmark(bgr_keras, colou
 
 
 def test_the_function_takes_the_labels_themselves(lone, colour_folder, tmp_path):
-    from convert.pipeline import convert
+    from edgeclf.convert.pipeline import convert
 
     result = convert(
         lone,

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from convert.cli import main as convert_main
+from edgeclf.convert.cli import main as convert_main
 
 # What `edgeclf train` writes (trimmed to the parts convert reads).
 GOOD_RUN = {
@@ -157,7 +157,7 @@ def test_image_size_override_must_be_positive(tmp_path, capsys):
 
 
 def test_a_well_formed_run_json_is_read_as_written(tmp_path):
-    from convert.runfile import read_run
+    from edgeclf.convert.runfile import read_run
 
     path = tmp_path / "run.json"
     path.write_text(json.dumps(GOOD_RUN), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""edge_app.cpuinfo: the int8-relevant features of x86 and Arm CPUs, read from /proc/cpuinfo samples.
+"""edgeclf.edge_app.cpuinfo: the int8-relevant features of x86 and Arm CPUs, read from /proc/cpuinfo samples.
 
 The samples in tests/data/cpuinfo/ are written here in the shape real kernels print (field names, tabs, the
 trailing Raspberry Pi lines, each CPU's real feature list): a Xeon with AVX-512 VNNI, a Zen 2 EPYC with AVX2
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_app import cpuinfo
+from edgeclf.edge_app import cpuinfo
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 
@@ -111,13 +111,13 @@ def test_throttled_without_vcgencmd_is_none(monkeypatch):
     assert cpuinfo.throttled() is None
 
 
-# --- the benchmark report's device section (benchmarks.device, benchmarks.report) --------------------------------
+# --- the benchmark report's device section (edgeclf.benchmarks.device, edgeclf.benchmarks.report) --------------
 
 RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
 
 
 def test_benchmark_device_section_records_the_cpu_features(monkeypatch):
-    from benchmarks import device
+    from edgeclf.benchmarks import device
 
     monkeypatch.setattr(cpuinfo, "CPUINFO", SAMPLES / "pi5.txt")  # describe()'s default, read at call time
     monkeypatch.setattr(cpuinfo, "CPUFREQ_MAX", SAMPLES / "absent")
@@ -132,7 +132,7 @@ def _report(device: dict) -> dict:
 
 
 def test_report_device_line_shows_features_and_the_verdict():
-    from benchmarks.report import to_markdown
+    from edgeclf.benchmarks.report import to_markdown
 
     device = {"machine": "aarch64", "cores": 4, "os": "Linux", "python": "3.11.2", "numpy": "1.26.4"}
     pi4 = cpuinfo.parse(sample("pi4_64bit"), "1800000")
@@ -149,7 +149,7 @@ def test_report_device_line_shows_features_and_the_verdict():
 def test_an_earlier_report_says_its_cpu_features_were_not_recorded():
     import json
 
-    from benchmarks.report import to_markdown
+    from edgeclf.benchmarks.report import to_markdown
 
     old = json.loads((RESULTS / "x86_64-2core-2026-11-27" / "report.json").read_text())
     assert "cpu_features" not in old["device"]  # measured on the Xeon before the features were recorded

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_app import datasets
-from edge_app.errors import DataError
+from edgeclf.edge_app import datasets
+from edgeclf.edge_app.errors import DataError
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

@@ -17,7 +17,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 """
 TRAIN = """
 import sys
-from train.cli import main
+from edgeclf.train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -63,7 +63,7 @@ def test_mirrored_over_two_logical_cpus(colour_folder, tmp_path):
 
 
 def test_multiworker_needs_tf_config(colour_folder, tmp_path, monkeypatch, capsys):
-    from train.cli import main
+    from edgeclf.train.cli import main
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     argv = [
@@ -103,7 +103,7 @@ def _free_ports(n: int) -> list[int]:
 def _run_cluster(
     argv_for, tmp_path, timeout: float = 240.0, kill_worker_1_at: str | None = None
 ) -> list[subprocess.CompletedProcess]:
-    """Start one `python -m train` per worker of a two-worker localhost cluster and wait for both with
+    """Start one `python -m edgeclf.train` per worker of a two-worker localhost cluster and wait for both with
     one deadline (a worker left alone would wait for its peer for an hour, so both are killed at it).
     With `kill_worker_1_at`, worker 1 is killed once its output shows that text."""
     import os
@@ -121,7 +121,7 @@ def _run_cluster(
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
         }
         log = (tmp_path / f"worker{index}.log").open("w+")
-        cmd = [sys.executable, "-m", "train", *argv_for(index)]
+        cmd = [sys.executable, "-m", "edgeclf.train", *argv_for(index)]
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env), log))
     deadline = time.monotonic() + timeout
     try:
@@ -152,7 +152,7 @@ def _run_cluster(
 def test_multiworker_two_processes_train_and_only_the_chief_writes(tmp_path):
     """Issue 14: two workers on localhost train together; both exit 0, only worker 0 (the chief) writes
     its --out, and that model converts and beats chance on the easy colour data."""
-    from convert.pipeline import convert
+    from edgeclf.convert.pipeline import convert
     from tests.conftest import write_image_folder
 
     data = write_image_folder(tmp_path / "colours", per_class=24)
@@ -240,7 +240,7 @@ CLUSTER = {"worker": ["hostA:23456", "hostB:23456"]}
     ],
 )
 def test_is_chief_follows_tf_config(cluster, task, chief):
-    from train import distribute
+    from edgeclf.train import distribute
 
     cluster_strategy = SimpleNamespace(cluster_resolver=object())  # what MultiWorkerMirroredStrategy has
     environ = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
@@ -263,8 +263,8 @@ def test_is_chief_follows_tf_config(cluster, task, chief):
     ],
 )
 def test_malformed_tf_config_is_one_line_error(raw, message):
-    from edge_app.errors import EdgeClfError
-    from train import distribute
+    from edgeclf.edge_app.errors import EdgeClfError
+    from edgeclf.train import distribute
 
     with pytest.raises(EdgeClfError) as info:
         distribute.tf_config({"TF_CONFIG": raw})
@@ -272,7 +272,7 @@ def test_malformed_tf_config_is_one_line_error(raw, message):
 
 
 def test_malformed_tf_config_through_the_cli(colour_folder, tmp_path, monkeypatch, capsys):
-    from train.cli import main
+    from edgeclf.train.cli import main
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}}))
     argv = ["--data", str(colour_folder), "--image-size", "16", "--epochs", "1", "--strategy", "multiworker"]
@@ -286,7 +286,7 @@ LOOP_VS_FIT = """
 import json
 import numpy as np
 import keras
-from train import multiworker
+from edgeclf.train import multiworker
 
 strategy = tf.distribute.MirroredStrategy(devices=[d.name for d in tf.config.list_logical_devices("CPU")])
 rng = np.random.default_rng(0)
@@ -356,7 +356,7 @@ def test_readme_cluster_commands_name_a_chief_and_a_worker():
     import re
     import shlex
 
-    from train import distribute
+    from edgeclf.train import distribute
 
     text = (ROOT / "README.md").read_text()
     configs = [json.loads(shlex.split(raw)[0]) for raw in re.findall(r"export TF_CONFIG=('[^']+')", text)]
@@ -371,7 +371,7 @@ DISTILL_LOSS = """
 import numpy as np
 import keras
 from keras.src.losses.losses import LossFunctionWrapper  # what compile() wraps a loss function in
-from train import distill
+from edgeclf.train import distill
 
 n, batch = 3, 8
 rng = np.random.default_rng(0)

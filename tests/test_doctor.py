@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from edge_app import doctor
-from edge_app.doctor import main as doctor_main
-from edge_app.notify import watchdog_seconds
+from edgeclf.edge_app import doctor
+from edgeclf.edge_app.doctor import main as doctor_main
+from edgeclf.edge_app.notify import watchdog_seconds
 from tests import fakes
 from tests.conftest import ROOT
 
@@ -69,8 +69,8 @@ def test_doctor_takes_labels_for_a_model_without_metadata(foreign_model, capsys)
 
 
 def test_doctor_prints_the_cpu_line_the_benchmark_report_records(monkeypatch, capsys):
-    """`[ ok ] cpu: <edge_app.cpuinfo summary>`; on a throttled Pi it warns, since timings there mean little."""
-    from edge_app import cpuinfo
+    """`[ ok ] cpu: <edgeclf.edge_app.cpuinfo summary>`; on a throttled Pi it warns, since timings there mean little."""
+    from edgeclf.edge_app import cpuinfo
 
     data = ROOT / "tests" / "data" / "cpuinfo"
     monkeypatch.setattr(cpuinfo, "CPUINFO", data / "pi4_64bit.txt")
@@ -125,7 +125,7 @@ def test_doctor_fails_an_old_picamera2_and_names_a_recent_one(monkeypatch, capsy
 
 def test_doctor_says_how_to_get_picamera2_on_a_pi(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails with ModuleNotFoundError
-    monkeypatch.setattr("edge_app.picamera.pi_model", lambda path=None: "Raspberry Pi 5 Model B Rev 1.0")
+    monkeypatch.setattr("edgeclf.edge_app.picamera.pi_model", lambda path=None: "Raspberry Pi 5 Model B Rev 1.0")
     (check,) = [c for c in doctor.check_camera_and_display() if c.name == "picamera2"]
     assert check.status == "warn" and "sudo apt install python3-picamera2" in check.fix
     assert "--system-site-packages" in check.fix
@@ -328,7 +328,7 @@ def test_headless_opencv_hint_says_how_to_get_a_window(monkeypatch):
 
     from packaging.requirements import Requirement
 
-    from edge_app import overlay
+    from edgeclf.edge_app import overlay
 
     monkeypatch.setenv("DISPLAY", ":0")
     build = "General configuration\n  GUI:                           NONE\n"
@@ -359,7 +359,7 @@ def readme_pi_commands():
 
 
 def test_readme_pi_commands_are_ones_the_code_takes(tmp_path, monkeypatch, capsys):
-    from edge_app.run import _check, build_parser
+    from edgeclf.edge_app.run import _check, build_parser
 
     monkeypatch.chdir(ROOT)
     commands = readme_pi_commands()

@@ -6,14 +6,17 @@ import sys
 from tests.conftest import ROOT
 
 CHECK = """
-import sys, edge_app, edge_app.cli, edge_app.run, edge_app.classifier, edge_app.datasets, edge_app.metrics
-import edge_app.picamera, edge_app.capture, edge_app.live, edge_app.overlay
-import edge_app.doctor, edge_app.web.app, edge_app.web.serve, edge_app.web.feed, edge_app.web.store
-import edge_app.web.uploads
-from edge_app.run import main
+import importlib, sys
+for name in ("cli", "run", "classifier", "datasets", "metrics", "picamera", "capture", "live", "overlay", "doctor",
+             "web.app", "web.serve", "web.feed", "web.store", "web.uploads"):
+    importlib.import_module("edgeclf.edge_app." + name)
+from edgeclf.edge_app.run import main
 code = main(["--model", sys.argv[1], "--source", sys.argv[2], "--save-video", sys.argv[3]])
-host = ("tensorflow", "keras", "train", "convert", "benchmarks", "flask", "waitress", "PIL", "matplotlib")
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in host)
+host = ("tensorflow", "keras", "flask", "waitress", "PIL", "matplotlib")
+stages = ("edgeclf.train", "edgeclf.convert", "edgeclf.benchmarks")
+# the stages under their pre-issue-20 names (a second copy of the code) must not appear either
+old = ("edge_app", "train", "convert", "benchmarks")
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in host + old or m.startswith(stages))
 print("HEAVY", heavy, "CODE", code)
 """
 
@@ -37,7 +40,8 @@ def test_run_imports_no_tensorflow(converted, colour_folder, tmp_path):
 
 
 def test_sources_never_import_host_side():
-    """Every module under edge_app/, web/ included; flask and waitress only under edge_app/web/."""
+    """Every module under edge_app/, web/ included; flask and waitress only under edge_app/web/. (Old names too:
+    tests/test_namespace.py forbids them everywhere.)"""
     offenders = []
     paths = sorted((ROOT / "edge_app").rglob("*.py"))
     assert ROOT / "edge_app" / "web" / "serve.py" in paths
@@ -47,11 +51,14 @@ def test_sources_never_import_host_side():
             stripped = line.strip()
             if not stripped.startswith(("import ", "from ")):
                 continue
-            top = stripped.split()[1].split(".")[0]
-            if top in ("tensorflow", "keras", "train", "convert", "benchmarks") or (
-                top in ("flask", "waitress") and not web
-            ):
-                offenders.append(f"{path.relative_to(ROOT)}: {stripped}")
+            name = stripped.split()[1]
+            # `from edgeclf import train` names the stage after `import`
+            tops = stripped.split(" import ")[1].replace(",", " ").split() if name == "edgeclf" else [name]
+            for top in (t.removeprefix("edgeclf.").split(".")[0] for t in tops):
+                if top in ("tensorflow", "keras", "train", "convert", "benchmarks") or (
+                    top in ("flask", "waitress") and not web
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}: {stripped}")
     assert offenders == []
 
 
@@ -60,6 +67,6 @@ def test_the_web_contract_names_every_module_outside_web():
     import tomllib
 
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    (contract,) = [c for c in contracts if c["forbidden_modules"] == ["edge_app.web"]]
-    modules = {f"edge_app.{p.stem}" for p in (ROOT / "edge_app").glob("*.py") if p.stem != "__init__"}
+    (contract,) = [c for c in contracts if c["forbidden_modules"] == ["edgeclf.edge_app.web"]]
+    modules = {f"edgeclf.edge_app.{p.stem}" for p in (ROOT / "edge_app").glob("*.py") if p.stem != "__init__"}
     assert set(contract["source_modules"]) == modules

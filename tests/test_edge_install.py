@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import edge_app
-from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR, SAMPLES_DIR
+from edgeclf import edge_app
+from edgeclf.edge_app.shipped import DEFAULT_MODEL, MODELS_DIR, SAMPLES_DIR
 from tests.conftest import ROOT
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""`edgeclf X` and `python -m X` are the same code path."""
+"""`edgeclf X` and `python -m edgeclf.X` are the same code path."""
 
 import shutil
 import subprocess
@@ -11,12 +11,12 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 
 STAGES = {
-    "train": "train",
-    "convert": "convert",
-    "run": "edge_app",
-    "bench": "benchmarks",
-    "serve": "edge_app.web.serve",
-    "doctor": "edge_app.doctor",
+    "train": "edgeclf.train",
+    "convert": "edgeclf.convert",
+    "run": "edgeclf.edge_app",
+    "bench": "edgeclf.benchmarks",
+    "serve": "edgeclf.edge_app.web.serve",
+    "doctor": "edgeclf.edge_app.doctor",
 }
 
 
@@ -39,12 +39,13 @@ def test_module_and_console_script_agree(command, module):
 
 
 def test_bad_option_exit_code_from_the_shell():
-    result = subprocess.run([sys.executable, "-m", "convert", "x", "--bogus"], capture_output=True, text=True, cwd=ROOT)
+    cmd = [sys.executable, "-m", "edgeclf.convert", "x", "--bogus"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
 
 
 def test_train_out_is_a_file(tmp_path):
-    from train.cli import main
+    from edgeclf.train.cli import main
 
     target = tmp_path / "file"
     target.write_text("x")

@@ -1,11 +1,11 @@
-"""benchmarks.fewshot's arithmetic: the raw-pixel baseline, the per-k summary and the table."""
+"""edgeclf.benchmarks.fewshot's arithmetic: the raw-pixel baseline, the per-k summary and the table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.fewshot import ncm_pixels, summarize, to_markdown
+from edgeclf.benchmarks.fewshot import ncm_pixels, summarize, to_markdown
 
 
 def test_nearest_class_mean_on_pixels_by_hand():

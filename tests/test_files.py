@@ -1,4 +1,4 @@
-"""edge_app.files: atomic writes that set modes without touching the process umask (issue 12 item 9)."""
+"""edgeclf.edge_app.files: atomic writes that set modes without touching the process umask (issue 12 item 9)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app import files
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app import files
+from edgeclf.edge_app.errors import EdgeClfError
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

@@ -1,4 +1,4 @@
-"""One definition of a classified frame's JSON (edge_app.results.frame_json), and the four places that
+"""One definition of a classified frame's JSON (edgeclf.edge_app.results.frame_json), and the four places that
 use it: the JSON lines of `run`, the web API's /api/predict, the live page's state and the history
 rows the live feed samples. Each keeps its own keys; the label and top-k fields are the same."""
 
@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from edge_app.live import FrameResult, _record
-from edge_app.results import UNCERTAIN, frame_json, shown_label
-from edge_app.sources import Frame
+from edgeclf.edge_app.live import FrameResult, _record
+from edgeclf.edge_app.results import UNCERTAIN, frame_json, shown_label
+from edgeclf.edge_app.sources import Frame
 from tests.fakes import ScriptedSource
 
 SURE = FrameResult([("cat", 0.912345), ("dog", 0.05004), ("fox", 0.0)], False, 1.23456, 7.891011)
@@ -80,7 +80,7 @@ class RecordingHistory:
 
 
 def test_live_feed_state_and_history_rows_use_the_same_fields():
-    from edge_app.web.feed import LiveFeed
+    from edgeclf.edge_app.web.feed import LiveFeed
 
     history = RecordingHistory()
     feed = LiveFeed(FixedClassifier(UNSURE), ScriptedSource(frames=10**6), history, sample_every=1e-9)

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_app import imagedecode
-from edge_app.imagedecode import ImageRejected
+from edgeclf.edge_app import imagedecode
+from edgeclf.edge_app.imagedecode import ImageRejected
 from tests.conftest import ROOT
 from tests.fakes import pattern
 
@@ -81,10 +81,10 @@ def test_shared_reader_gives_an_image_or_a_one_line_rejection(data):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from edge_app.classifier import Classifier
-    from edge_app.web.app import WebConfig, create_app
-    from edge_app.web.feed import SharedClassifier
-    from edge_app.web.store import History
+    from edgeclf.edge_app.classifier import Classifier
+    from edgeclf.edge_app.web.app import WebConfig, create_app
+    from edgeclf.edge_app.web.feed import SharedClassifier
+    from edgeclf.edge_app.web.store import History
 
     shared = SharedClassifier(Classifier(TINY_MODEL), top_k=3)
     history = History(tmp_path_factory.mktemp("fuzzweb") / "history.sqlite3")

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.web_memory import grey_png, one_bit_png
-from edge_app import datasets, imagedecode, sources
-from edge_app.imagedecode import DecodeBusy, DecodeLimits, ImageRejected, MemoryBudget, decode, reads_gif
-from edge_app.imageheader import probe
+from edgeclf.benchmarks.web_memory import grey_png, one_bit_png
+from edgeclf.edge_app import datasets, imagedecode, sources
+from edgeclf.edge_app.imagedecode import DecodeBusy, DecodeLimits, ImageRejected, MemoryBudget, decode, reads_gif
+from edgeclf.edge_app.imageheader import probe
 from tests.conftest import ROOT
 from tests.fakes import pattern
 
@@ -98,8 +98,8 @@ def test_bombs_are_refused_before_decoding(monkeypatch):
 
 
 def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_top1(tmp_path):
-    from edge_app.classifier import Classifier
-    from edge_app.live import FrameStep
+    from edgeclf.edge_app.classifier import Classifier
+    from edgeclf.edge_app.live import FrameStep
 
     photo = cv2.resize(cv2.imread(str(ROOT / "models" / "samples" / "cat.jpg")), (4000, 3000), cv2.INTER_CUBIC)
     data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
@@ -148,7 +148,7 @@ def test_memory_budget_serialises_big_decodes_and_times_out():
 
 
 def test_run_skips_a_bomb_in_a_folder_and_classifies_the_rest(tmp_path, monkeypatch, capsys):
-    from edge_app.run import main as run_main
+    from edgeclf.edge_app.run import main as run_main
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -175,7 +175,7 @@ def test_datasets_skip_and_count_a_bomb(colour_folder, tmp_path, monkeypatch, ca
 
 
 def test_bench_data_with_a_bomb_has_no_traceback(tmp_path, monkeypatch, capsys):
-    from edge_app.classifier import Classifier
+    from edgeclf.edge_app.classifier import Classifier
 
     labels = Classifier(TINY_MODEL).info.labels
     root = tmp_path / "data"
@@ -199,7 +199,7 @@ def test_bench_data_with_a_bomb_has_no_traceback(tmp_path, monkeypatch, capsys):
 
 def test_opencv_pixel_limit_is_set_before_cv2_loads():
     code = (
-        "from edge_app import preprocess; import os; cv2 = preprocess._cv2(); "
+        "from edgeclf.edge_app import preprocess; import os; cv2 = preprocess._cv2(); "
         "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -207,7 +207,7 @@ def test_opencv_pixel_limit_is_set_before_cv2_loads():
 
 
 def test_upload_decoder_refuses_the_one_bit_png_bomb():
-    from edge_app.web.uploads import BadUpload, decoded
+    from edgeclf.edge_app.web.uploads import BadUpload, decoded
 
     with pytest.raises(BadUpload, match="6000x6000 PNG image needs about"), decoded(one_bit_png(6000)):
         pass
@@ -226,8 +226,8 @@ def test_file_limits_refuse_huge_files(tmp_path, monkeypatch):
 
 
 def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch, tmp_path):
-    from edge_app import malloc
-    from edge_app.web import serve
+    from edgeclf.edge_app import malloc
+    from edgeclf.edge_app.web import serve
 
     assert malloc.return_large_blocks() is True  # glibc here, as on Raspberry Pi OS
     calls = []
@@ -338,7 +338,7 @@ def test_pnm_numbers_end_where_opencv_ends_them(header):
 
 
 def test_a_decode_larger_than_its_header_is_refused(monkeypatch):
-    from edge_app import imageheader
+    from edgeclf.edge_app import imageheader
 
     data = cv2.imencode(".png", pattern(64, 48))[1].tobytes()
     monkeypatch.setattr(imagedecode, "probe", lambda buf: imageheader.ImageHeader("PNG", 16, 16))
@@ -347,7 +347,7 @@ def test_a_decode_larger_than_its_header_is_refused(monkeypatch):
 
 
 def test_load_refuses_a_non_image_or_a_png_bomb_before_reading_on(tmp_path, monkeypatch):
-    from edge_app import imageheader
+    from edgeclf.edge_app import imageheader
 
     monkeypatch.setattr(imagedecode, "decode", lambda *a, **k: pytest.fail("read on and decoded"))
     junk = tmp_path / "junk.jpg"
@@ -376,7 +376,7 @@ def test_a_png_chunk_longer_than_the_file_never_reaches_the_decoder(chunk, monke
     whose IHDR length field says 3.2 GB made the server allocate 2.9 GB (found by the upload fuzz test)."""
     import struct
 
-    from benchmarks.web_memory import grey_png
+    from edgeclf.benchmarks.web_memory import grey_png
 
     data = bytearray(grey_png(16, 16, 8, b"\x00" * (16 * 17)))
     at = {"IHDR": 8, "IDAT": 33, "IEND": len(data) - 12}[chunk]
@@ -389,7 +389,7 @@ def test_a_png_chunk_longer_than_the_file_never_reaches_the_decoder(chunk, monke
 
 
 def test_valid_pngs_pass_the_chunk_walk():
-    from benchmarks.web_memory import grey_png
+    from edgeclf.benchmarks.web_memory import grey_png
 
     ok = grey_png(16, 16, 8, b"\x00" * (16 * 17)) + b"trailing bytes after IEND are ignored"
     assert decode(ok).shape == (16, 16, 3)

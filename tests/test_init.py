@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from edgeclf.train.cli import main
 from tests.conftest import colour_images, write_image_folder
-from train.cli import main
 
 TINY_LR = "1e-12"  # one epoch at this rate moves no weight measurably: the run's model is the init's
 
@@ -114,7 +114,7 @@ class Crash(Exception):
 def test_an_init_run_resumes_without_its_init(base, tmp_path, capsys, monkeypatch):
     """The init is applied at the start only: a killed --init run resumes from its own state even after the
     init model has gone, and its run.json still says what the warm start kept."""
-    from train import resume
+    from edgeclf.train import resume
 
     folder, run = base
     init = tmp_path / "init-copy"

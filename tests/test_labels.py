@@ -1,7 +1,7 @@
 import pytest
 
-from edge_app.errors import MetadataError
-from edge_app.labels import read_labels
+from edgeclf.edge_app.errors import MetadataError
+from edgeclf.edge_app.labels import read_labels
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

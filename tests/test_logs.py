@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app import logs
-from edge_app.shipped import SAMPLES_DIR
+from edgeclf.edge_app import logs
+from edgeclf.edge_app.shipped import SAMPLES_DIR
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 
@@ -27,7 +27,7 @@ LEVELS = [  # level, message, on a terminal, in the journal
 
 
 def emit_all(capsys) -> list[str]:
-    log = logging.getLogger("edge_app.somewhere")
+    log = logging.getLogger("edgeclf.edge_app.somewhere")
     for level, message, _, _ in LEVELS:
         log.log(level, message)
     return capsys.readouterr().err.splitlines()
@@ -81,7 +81,7 @@ def test_run_under_systemd_logs_with_priorities_and_keeps_json_on_stdout(shipped
     image = SAMPLES_DIR / "cat.jpg"
     blocker = tmp_path / "file"
     blocker.write_text("a file where the collect folder should be")
-    cmd = [sys.executable, "-m", "edge_app", "--model", str(shipped_models["default"]), "--source", str(image)]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app", "--model", str(shipped_models["default"]), "--source", str(image)]
     proc, err_path = journal_process([*cmd, "--collect", str(blocker / "sub"), "--threshold", "1"], tmp_path)
     out, _ = proc.communicate(timeout=60)
     err = [line for line in err_path.read_text().splitlines() if not line.startswith("INFO: Created TensorFlow")]
@@ -93,7 +93,7 @@ def test_run_under_systemd_logs_with_priorities_and_keeps_json_on_stdout(shipped
 
 def test_serve_under_systemd_logs_with_priorities(shipped_models, tmp_path):
     pytest.importorskip("flask", reason="serve needs the web extra")  # not in .ci/edge-job's venv
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(shipped_models["default"]), "--port", "0"]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--model", str(shipped_models["default"]), "--port", "0"]
     proc, err_path = journal_process([*cmd, "--db", str(tmp_path / "h.sqlite3")], tmp_path)
     try:
         deadline = time.monotonic() + 60

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_app import imagedecode, metadata, shipped
-from edge_app.classifier import Classifier
-from edge_app.errors import MetadataError, ModelLoadError
+from edgeclf.edge_app import imagedecode, metadata, shipped
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.errors import MetadataError, ModelLoadError
 from tests.conftest import CIFAR10_LABELS
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
@@ -112,8 +112,8 @@ def test_not_a_model(tmp_path):
 def test_atomic_writes_leave_no_temp_files_and_normal_modes(tmp_path):
     import os
 
-    from edge_app import files
-    from edge_app.errors import EdgeClfError
+    from edgeclf.edge_app import files
+    from edgeclf.edge_app.errors import EdgeClfError
 
     target = files.write_json(tmp_path / "x.json", {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_app import metrics
+from edgeclf.edge_app import metrics
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edge_app import hadiscovery, mqttopts
-from edge_app.errors import EdgeClfError
-from edge_app.mqttevents import EventTracker, Shown, StateGate
-from edge_app.mqttopts import MqttSettings
-from edge_app.run import main as run_main
+from edgeclf.edge_app import hadiscovery, mqttopts
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.mqttevents import EventTracker, Shown, StateGate
+from edgeclf.edge_app.mqttopts import MqttSettings
+from edgeclf.edge_app.run import main as run_main
 
 SAMPLE = "models/samples/cat.jpg"
 

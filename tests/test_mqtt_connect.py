@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from edge_app.doctor import main as doctor_main
-from edge_app.mqttopts import PASSWORD_ENV
-from edge_app.run import main as run_main
+from edgeclf.edge_app.doctor import main as doctor_main
+from edgeclf.edge_app.mqttopts import PASSWORD_ENV
+from edgeclf.edge_app.run import main as run_main
 from tests.conftest import wait_until
 from tests.mqtt_broker import Broker, Subscriber, broker, free_port, need_broker  # noqa: F401 - the fixture
 
@@ -121,7 +121,7 @@ def test_tls_without_the_ca_is_a_certificate_error(tls_broker, capsys):
 def test_plain_mqtt_to_a_tls_port_fails_in_one_line(tls_broker, monkeypatch, capsys):
     """The TLS listener takes the plain CONNECT for the start of a handshake and waits: the bounded wait for the
     CONNACK ends it (2 s here instead of 10)."""
-    monkeypatch.setattr("edge_app.mqtt.CONNECT_WAIT", 2.0)
+    monkeypatch.setattr("edgeclf.edge_app.mqtt.CONNECT_WAIT", 2.0)
     assert run(f"mqtt://127.0.0.1:{tls_broker.port}") == 1
     (line,) = error_lines(capsys.readouterr().err)
     assert line == f"error: mqtt: cannot connect to mqtt://127.0.0.1:{tls_broker.port}: no CONNACK within 2 s", line

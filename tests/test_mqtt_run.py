@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app import mqttpublish
-from edge_app.run import main as run_main
-from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
-from edge_app.sources import Frame
+from edgeclf.edge_app import mqttpublish
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
+from edgeclf.edge_app.sources import Frame
 from tests.conftest import ROOT, wait_until
 from tests.mqtt_broker import Broker, Subscriber, broker  # noqa: F401 - the fixture
 
@@ -126,7 +126,7 @@ def long_video(path: Path, frames: int = 3000) -> Path:
 
 def test_kill_9_leaves_the_last_will_offline(broker, sub, tmp_path):  # noqa: F811
     video = long_video(tmp_path / "long.avi")
-    cmd = [sys.executable, "-m", "edge_app", "--source", str(video), "--no-display", "--mqtt", broker.url()]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app", "--source", str(video), "--no-display", "--mqtt", broker.url()]
     cmd += ["--mqtt-topic", PREFIX, "--mqtt-keepalive", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -170,7 +170,7 @@ def test_a_broker_restarted_mid_run(broker, sub, monkeypatch, capsys):  # noqa: 
     """Stop the broker (it loses every retained message) while the run classifies, wait until the queue of 3 is
     full and messages are dropped, start it again: the run goes on, reconnects, publishes 'online', the discovery
     configs and the current state again, and its summary counts the reconnect and the drops."""
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, camera: CyclingCamera())
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, camera: CyclingCamera())
     publishers = []
     start = mqttpublish.Publisher.start
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge_app.doctor import main as doctor_main
-from edge_app.mqttopts import _redacted
-from edge_app.run import main as run_main
+from edgeclf.edge_app.doctor import main as doctor_main
+from edgeclf.edge_app.mqttopts import _redacted
+from edgeclf.edge_app.run import main as run_main
 
 SAMPLE = "models/samples/cat.jpg"
 # an '@' in the password (not percent-encoded), a '/' in it (which ends the host part for urlsplit), both

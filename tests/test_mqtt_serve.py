@@ -11,11 +11,11 @@ import threading
 
 import pytest
 
-from edge_app.mqttopts import MqttSettings
-from edge_app.mqttpublish import Publisher
-from edge_app.shipped import MODELS_DIR
-from edge_app.web import serve
-from edge_app.web.serve import ServeConfig
+from edgeclf.edge_app.mqttopts import MqttSettings
+from edgeclf.edge_app.mqttpublish import Publisher
+from edgeclf.edge_app.shipped import MODELS_DIR
+from edgeclf.edge_app.web import serve
+from edgeclf.edge_app.web.serve import ServeConfig
 from tests.conftest import ROOT, wait_until
 from tests.mqtt_broker import Subscriber, broker  # noqa: F401 - the fixture
 from tests.test_mqtt_run import CyclingCamera
@@ -70,7 +70,7 @@ def test_each_upload_is_an_event(broker, sub, tmp_path):  # noqa: F811
 def test_the_live_feed_state_is_published(broker, sub, tmp_path, monkeypatch):  # noqa: F811
     """The feed watches a camera that shows the ten sample images in turn; the poller hands its results to MQTT:
     the states are labels of the samples, a change each, and the events pair up."""
-    monkeypatch.setattr("edge_app.web.serve.parse_source", lambda spec, camera: CyclingCamera())
+    monkeypatch.setattr("edgeclf.edge_app.web.serve.parse_source", lambda spec, camera: CyclingCamera())
     publisher = Publisher(settings(broker.port, min_interval=0.0))
     config = ServeConfig(db=tmp_path / "h.sqlite3", source="0")
     _, feed, _ = serve.make_app(config, publisher=publisher)
@@ -94,7 +94,7 @@ def test_the_live_feed_state_is_published(broker, sub, tmp_path, monkeypatch):  
 
 
 def test_serve_stopped_by_a_signal_says_offline(broker, sub, tmp_path):  # noqa: F811
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--port", "0", "--db", str(tmp_path / "h.sqlite3")]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--port", "0", "--db", str(tmp_path / "h.sqlite3")]
     cmd += ["--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--mqtt-topic", PREFIX, "--ha-discovery"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app import mqttpublish
-from edge_app.live import FrameResult
-from edge_app.mqttopts import MqttSettings
-from edge_app.mqttpublish import Publisher
-from edge_app.shipped import MODELS_DIR
-from edge_app.web import serve
-from edge_app.web.serve import ServeConfig
+from edgeclf.edge_app import mqttpublish
+from edgeclf.edge_app.live import FrameResult
+from edgeclf.edge_app.mqttopts import MqttSettings
+from edgeclf.edge_app.mqttpublish import Publisher
+from edgeclf.edge_app.shipped import MODELS_DIR
+from edgeclf.edge_app.web import serve
+from edgeclf.edge_app.web.serve import ServeConfig
 from tests.conftest import wait_until
 from tests.test_mqtt_run import CyclingCamera
 
@@ -53,7 +53,7 @@ class RecordingLink:
 
 
 def test_events_and_states_name_the_model_that_answered_after_a_swap(tmp_path, monkeypatch):
-    monkeypatch.setattr("edge_app.web.serve.parse_source", lambda spec, camera: CyclingCamera())
+    monkeypatch.setattr("edgeclf.edge_app.web.serve.parse_source", lambda spec, camera: CyclingCamera())
     publisher = Publisher(MqttSettings(host="x", prefix="t/swap", min_interval=0.0), link_factory=RecordingLink)
     config = ServeConfig(model=FIRST, db=tmp_path / "db" / "h.sqlite3", token=TOKEN, source="0")
     app, feed, _ = serve.make_app(config, publisher=publisher)
@@ -104,7 +104,7 @@ class HighResolutionCamera(CyclingCamera):
 
 
 def test_serve_sends_a_shrunk_snapshot_of_a_high_resolution_camera(tmp_path, monkeypatch):
-    monkeypatch.setattr("edge_app.web.serve.parse_source", lambda spec, camera: HighResolutionCamera())
+    monkeypatch.setattr("edgeclf.edge_app.web.serve.parse_source", lambda spec, camera: HighResolutionCamera())
     settings = MqttSettings(host="x", prefix="t/snap", min_interval=0.0, snapshot=True)
     publisher = Publisher(settings, link_factory=RecordingLink)
     _, feed, _ = serve.make_app(ServeConfig(db=tmp_path / "h.sqlite3", source="0"), publisher=publisher)
@@ -131,7 +131,7 @@ def test_a_snapshot_dropped_for_its_size_is_logged_once(caplog):
     settings = MqttSettings(host="x", snapshot=True, min_interval=0.0)
     publisher = Publisher(settings, link_factory=RecordingLink, clock=lambda: now[0]).start("m.tflite", ["a", "b"])
     too_big = b"\xff" * (mqttpublish.SNAPSHOT_MAX_BYTES + 1)
-    with caplog.at_level(logging.WARNING, logger="edge_app.mqttpublish"):
+    with caplog.at_level(logging.WARNING, logger="edgeclf.edge_app.mqttpublish"):
         for i, label in enumerate("ababab"):
             now[0] = i * 10.0  # 6 event starts within 50 s: one line
             publisher.frame(FrameResult([(label, 0.9)], False, 1.0, 1.0), 1e9 + i, "cam", lambda: too_big)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from edge_app.notify import (
+from edgeclf.edge_app.notify import (
     PING_EVERY,
     Notifier,
     give_up_after,
@@ -127,7 +127,7 @@ def test_pings_at_least_every_second_whatever_the_watchdog(listener):
 
 @pytest.mark.parametrize("source", ["picamera2", "rtsp://cam/stream", "0", None])
 def test_watchdog_outlasts_the_whole_reopen_schedule(source):
-    from edge_app.capture import Grabber
+    from edgeclf.edge_app.capture import Grabber
 
     read, open_ = source_timeouts(source, 5.0)
     # Grabber's schedule: its defaults are what longest_silence assumes

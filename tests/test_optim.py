@@ -4,10 +4,10 @@ rate, lookahead averaging, and a short airbench_whiten run that converts to an i
 import numpy as np
 import pytest
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.train import architectures, optim, whiten
+from edgeclf.train.fit import TrainConfig, train_model
 from tests.test_train import config
-from train import architectures, optim, whiten
-from train.fit import TrainConfig, train_model
 
 whiten_patches = whiten.patches
 
@@ -110,7 +110,7 @@ def test_lookahead_averages_and_copies_back():
 
 
 def test_recipe_trains_and_converts_integer_only(colour_folder, tmp_path):
-    from convert.pipeline import convert
+    from edgeclf.convert.pipeline import convert
 
     run = train_model(
         config(
@@ -154,7 +154,7 @@ def test_small_inputs_are_refused():
 def test_lookahead_and_ema_together_are_refused(colour_folder, tmp_path):
     # Both write averaged weights into the model before validation; the EMA swap ran first, so the swap
     # back stored the lookahead average in the EMA slots and the EMA was lost without a word.
-    from train.fit import validate
+    from edgeclf.train.fit import validate
 
     with pytest.raises(EdgeClfError, match="--lookahead and --ema"):
         validate(config(colour_folder, tmp_path / "r", lookahead=True, ema=0.99))

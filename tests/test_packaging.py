@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from edge_app.shipped import DEFAULT_MODEL
+from edgeclf.edge_app.shipped import DEFAULT_MODEL
 from tests.conftest import ROOT
 
 
@@ -31,14 +31,15 @@ def test_light_installs_have_no_tensorflow():
     assert any(d.startswith("tensorflow-cpu") and "x86_64" in d for d in extras["train"])
     assert any(d.startswith("tensorflow>=") and "!= 'x86_64'" in d for d in extras["train"])
     assert any(d.startswith("ai-edge-litert") for d in extras["edge"])
-    assert meta["scripts"]["edgeclf"] == "edge_app.cli:main"
+    assert meta["scripts"]["edgeclf"] == "edgeclf.edge_app.cli:main"
 
 
 # --- the device install: a wheel (from an sdist), not an editable checkout --------------------------------------
 
 
-SHIPPED = "edge_app/models/"
+SHIPPED = "edgeclf/edge_app/models/"
 LEFT_OUT = ("tutorial_cnn.keras", "airbench_whiten_float32.tflite", "airbench_whiten_float32.json")
+# the repository's top-level folders, installed as edgeclf.<stage> (issue 20)
 STAGES = ("edge_app", "train", "convert", "benchmarks")
 
 
@@ -116,25 +117,35 @@ def test_wheel_ships_the_models_and_samples(wheel):
         assert SHIPPED + "samples/" + name in names, name
     for name in LEFT_OUT:
         assert SHIPPED + name not in names, name
-    assert "edge_app/systemd/edgeclf.service" in names
-    assert not [n for n in names if n.startswith(("models/", "tests/"))]  # only beside the code
+    assert "edgeclf/edge_app/systemd/edgeclf.service" in names
+    for page in ("base.html", "live.html", "teach.html"):
+        assert f"edgeclf/edge_app/web/templates/{page}" in names, page
+    assert "edgeclf/edge_app/web/static/style.css" in names
+    assert not [n for n in names if n.startswith(("models/", "tests/", "edgeclf/models/", "edgeclf/tests/"))]
+
+
+def test_wheel_installs_one_name_edgeclf(wheel):
+    """Issue 20: the wheel's top level is `edgeclf/` and its dist-info, nothing else: no generic `train`,
+    `convert`, `benchmarks` or `edge_app` in site-packages to collide with other projects or a user's train.py."""
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"edgeclf", "edgeclf-0.1.0.dist-info"}, sorted(tops)
 
 
 def test_wheel_holds_every_stage_file_and_the_console_script(wheel):
-    """Every module of the four stages and every file of edge_app (templates, styles, the unit) is in the wheel:
-    a new subpackage that `packages` in pyproject.toml does not name would be left out. Nothing else is at its
-    top, and `edgeclf` is declared. (benchmarks/results/ is the record of runs, not a part of the program.)"""
+    """Every module of the four stages and every file of edge_app (templates, styles, the unit) is in the wheel,
+    under edgeclf/: a new subpackage that `packages` in pyproject.toml does not name would be left out, and
+    `edgeclf` is declared. (benchmarks/results/ is the record of runs, not a part of the program.)"""
     names = set(zipfile.ZipFile(wheel).namelist())
     for stage in STAGES:
         found = (ROOT / stage).rglob("*" if stage == "edge_app" else "*.py")
         files = [p for p in found if p.is_file() and "__pycache__" not in p.parts and "results" not in p.parts]
-        assert (ROOT / stage / "__main__.py") in files, stage  # `python -m <stage>` (test_entrypoints runs them)
-        missing = [str(p.relative_to(ROOT)) for p in files if str(p.relative_to(ROOT)) not in names]
+        assert (ROOT / stage / "__main__.py") in files, stage  # `python -m edgeclf.<stage>` (test_entrypoints)
+        missing = [f"edgeclf/{p.relative_to(ROOT)}" for p in files if f"edgeclf/{p.relative_to(ROOT)}" not in names]
         assert not missing, missing
     (info,) = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}
-    assert {n.split("/")[0] for n in names} == {*STAGES, info}
     scripts = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
-    assert "[console_scripts]\nedgeclf = edge_app.cli:main\n" in scripts, scripts
+    assert "[console_scripts]\nedgeclf = edgeclf.edge_app.cli:main\n" in scripts, scripts
 
 
 def clean_env():
@@ -164,7 +175,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
         return done
 
     call(python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel)
-    where = call(python, "-c", "import edge_app.shipped as s; print(s.__file__); print(s.DEFAULT_MODEL)").stdout
+    where = call(python, "-c", "import edgeclf.edge_app.shipped as s; print(s.__file__); print(s.DEFAULT_MODEL)").stdout
     code, model = (Path(line) for line in where.split())
     assert code.is_relative_to(site_packages) and model == site_packages / SHIPPED / DEFAULT_MODEL.name, where
     assert model.is_file()

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from edge_app.capture import Grabber
-from edge_app.picamera import Picamera2Source, pi_model
-from edge_app.sources import CameraSettings, SourceError
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.picamera import Picamera2Source, pi_model
+from edgeclf.edge_app.sources import CameraSettings, SourceError
 from tests.fakes import (
     CSI_CAMERA,
     USB_CAMERA,

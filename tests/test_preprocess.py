@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_app import preprocess
-from edge_app.contract import InputSpec
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.contract import InputSpec
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

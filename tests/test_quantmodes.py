@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from edge_app import quantmodes
-from edge_app.quantmodes import MODES, REFERENCE
+from edgeclf.edge_app import quantmodes
+from edgeclf.edge_app.quantmodes import MODES, REFERENCE
 
 
 def test_the_table_is_the_contracts_list_of_quantizations():
-    from edge_app.contract import QUANTIZATIONS
+    from edgeclf.edge_app.contract import QUANTIZATIONS
 
     assert QUANTIZATIONS == tuple(MODES) == ("float32", "float16", "dynamic", "int8")
     assert REFERENCE in MODES and MODES[REFERENCE].weights == "float32"
@@ -23,7 +23,7 @@ def test_the_table_is_the_contracts_list_of_quantizations():
 
 
 def test_get_names_the_choices():
-    from edge_app.errors import EdgeClfError
+    from edgeclf.edge_app.errors import EdgeClfError
 
     assert quantmodes.get("int8") is MODES["int8"]
     with pytest.raises(EdgeClfError, match="unknown quantization 'int4'; choose from float32, float16, dynamic, int8"):
@@ -31,7 +31,7 @@ def test_get_names_the_choices():
 
 
 def test_every_row_has_a_converter_setting_and_every_setting_a_row():
-    from convert import modes
+    from edgeclf.convert import modes
 
     assert list(modes.CONVERTERS) == list(MODES)
     assert list(modes.QUANT_MODES) == list(MODES)
@@ -40,7 +40,7 @@ def test_every_row_has_a_converter_setting_and_every_setting_a_row():
 
 
 def test_a_row_without_a_converter_setting_fails_and_so_does_a_setting_without_a_row():
-    from convert import modes
+    from edgeclf.convert import modes
 
     extra = {**MODES, "int4": dataclasses.replace(MODES["int8"], name="int4")}
     with pytest.raises(RuntimeError, match="int4 .*no converter setting"):
@@ -51,7 +51,7 @@ def test_a_row_without_a_converter_setting_fails_and_so_does_a_setting_without_a
 
 
 def test_cli_choices_come_from_the_table():
-    from convert.cli import build_parser
+    from edgeclf.convert.cli import build_parser
 
     actions = {a.dest: a for a in build_parser()._actions}
     assert list(actions["quantize"].choices) == list(MODES)
@@ -61,7 +61,7 @@ def test_cli_choices_come_from_the_table():
 
 
 def test_report_colours_and_row_order_come_from_the_table():
-    from benchmarks import report
+    from edgeclf.benchmarks import report
 
     for name, mode in MODES.items():
         assert report.colour(name) == mode.colour
@@ -80,11 +80,11 @@ def test_report_colours_and_row_order_come_from_the_table():
 
 def test_verification_holds_each_mode_to_its_agreement_floor(tiny_keras_model, colour_folder, tmp_path, capsys):
     """A float32 file that disagrees with Keras on 2% of images is a broken conversion, whatever the accuracy."""
-    import convert.pipeline
-    from convert.cli import main as convert_main
+    import edgeclf.convert.pipeline
+    from edgeclf.convert.cli import main as convert_main
 
     assert MODES["float32"].min_agreement == 0.999 and MODES["int8"].min_agreement is None
-    real = convert.pipeline.verify
+    real = edgeclf.convert.pipeline.verify
 
     def worse(*args, **kwargs):
         return dataclasses.replace(real(*args, **kwargs), agreement=0.98)
@@ -95,7 +95,7 @@ def test_verification_holds_each_mode_to_its_agreement_floor(tiny_keras_model, c
     argv = [str(tiny_keras_model[1]), "--data", str(colour_folder), "--out", str(out), "--eval-limit", "30"]
     argv += ["--mean", "0", "--std", "255", "--color", "RGB", "--labels", str(labels)]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(convert.pipeline, "verify", worse)
+        patch.setattr(edgeclf.convert.pipeline, "verify", worse)
         assert convert_main([*argv, "--quantize", "float32"]) == 1
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("error: float32 top-1 agreement with Keras 0.9800 is under the 0.999 float32 requires")

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from benchmarks import recommend
-from benchmarks import report as report_mod
-from benchmarks.cli import main as bench_main
-from edge_app.errors import EdgeClfError
+from edgeclf.benchmarks import recommend
+from edgeclf.benchmarks import report as report_mod
+from edgeclf.benchmarks.cli import main as bench_main
+from edgeclf.edge_app.errors import EdgeClfError
 
 DEVICE = {"machine": "x86_64", "cpu": "Test CPU", "cores": 2, "os": "Linux", "python": "3.11", "numpy": "2"}
 

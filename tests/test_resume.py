@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.cli import main
+from edgeclf.train.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The child is the real `python -m train`, with one hook: right after the resume state of epoch HOLD is
+# The child is the real `python -m edgeclf.train`, with one hook: right after the resume state of epoch HOLD is
 # committed it touches a marker and blocks, so the SIGKILL lands at a known point instead of racing epoch 3.
 HOLD_AFTER = 2
 LAUNCHER = """
 import runpy, sys, threading
 from pathlib import Path
-from train import resume
+from edgeclf.train import resume
 marker, hold = Path(sys.argv[1]), int(sys.argv[2])
 commit = resume.commit
 
@@ -37,8 +37,8 @@ def held(run_dir, staged, state, *args, **kwargs):
 
 
 resume.commit = held
-sys.argv = ["python -m train", *sys.argv[3:]]
-runpy.run_module("train", run_name="__main__")
+sys.argv = ["python -m edgeclf.train", *sys.argv[3:]]
+runpy.run_module("edgeclf.train", run_name="__main__")
 """
 
 
@@ -61,7 +61,7 @@ class Crash(Exception):
 
 def crash_after(monkeypatch, when):
     """Make the run crash right after the epoch whose committed state satisfies `when(state)`."""
-    from train import resume
+    from edgeclf.train import resume
 
     commit = resume.commit
 
@@ -118,7 +118,7 @@ def test_killed_run_resumes_where_it_stopped(colour_folder, tmp_path, capsys):
     assert "--epochs 1 is fewer than the 2 epochs" in capsys.readouterr().err
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "train", "--resume", str(run)],
+        [sys.executable, "-m", "edgeclf.train", "--resume", str(run)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -196,7 +196,7 @@ def test_saved_state_is_what_comes_back(tmp_path):
     average written after an epoch are what a fresh model gets back."""
     import keras
 
-    from train import optim, resume
+    from edgeclf.train import optim, resume
 
     def model_and_optimizer():
         keras.utils.set_random_seed(3)
@@ -250,7 +250,7 @@ def test_crash_while_fine_tuning_resumes_in_that_phase(colour_folder, tmp_path, 
     fine-tuning epoch resumes with the backbone's top unfrozen and the fine-tuning optimiser restored."""
     import keras
 
-    from train import resume
+    from edgeclf.train import resume
 
     backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(48, 48, 3), pooling="avg")
     weights = tmp_path / "backbone.weights.h5"
@@ -286,7 +286,7 @@ def test_crash_while_fine_tuning_resumes_in_that_phase(colour_folder, tmp_path, 
 def test_crash_after_early_stop_runs_no_more_epochs(colour_folder, tmp_path, capsys, monkeypatch):
     """Early stopping ended training; a crash before the run folder was written resumes into no more epochs,
     only the end of the run (best weights back, test, write)."""
-    from train import resume
+    from edgeclf.train import resume
 
     run = tmp_path / "run"
     argv = [*train_args(colour_folder, run), "--epochs", "8", "--patience", "1"]
@@ -329,7 +329,7 @@ def test_resume_can_extend_the_run(colour_folder, tmp_path, capsys, monkeypatch)
 def test_crash_while_writing_the_run_folder_resumes_the_end(colour_folder, tmp_path, capsys, monkeypatch):
     """Killed inside the final write (run.json there, the plots not yet): --resume must finish the folder, not
     call the run complete while the train command calls it interrupted."""
-    from train import report, resume
+    from edgeclf.train import report, resume
 
     run = tmp_path / "run"
 
@@ -353,8 +353,8 @@ def test_crash_while_writing_the_run_folder_resumes_the_end(colour_folder, tmp_p
 def test_a_lookahead_run_cannot_be_extended(colour_folder, tmp_path, capsys, monkeypatch):
     """The lookahead average starts at 30% of the run and copies itself back at each validation: stretched, a
     restored average older than the new start was copied over every resumed epoch's progress."""
-    from edge_app.errors import EdgeClfError
-    from train import resume
+    from edgeclf.edge_app.errors import EdgeClfError
+    from edgeclf.train import resume
 
     run = tmp_path / "run"
     argv = [a for a in train_args(colour_folder, run) if a not in ("--ema", "0.9")]
@@ -371,8 +371,8 @@ def test_a_lookahead_run_cannot_be_extended(colour_folder, tmp_path, capsys, mon
 def test_an_epoch_commit_makes_its_folder_and_rename_durable(tmp_path, monkeypatch):
     """A power cut after state.json names epoch-NNNN must not find that folder empty or missing: the staged
     folder's entries and the rename are fsynced before state.json is written."""
-    from edge_app import files
-    from train import resume
+    from edgeclf.edge_app import files
+    from edgeclf.train import resume
 
     synced, order = [], []
     real = files.fsync_folder

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.run import main as run_main
-from edge_app.shipped import MODELS_DIR
-from edge_app.sources import OpenCVSource
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.edge_app.shipped import MODELS_DIR
+from edgeclf.edge_app.sources import OpenCVSource
 from tests.conftest import ROOT
 from tests.fakes import ScriptedSource, StallingSource
 
@@ -145,7 +145,7 @@ def test_video_without_a_frame_count_ends_without_a_warning(tmp_path, capsys):
 
 
 def _cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "edge_app", "--model", str(MODEL), "--no-display", *argv]
+    return [sys.executable, "-m", "edgeclf.edge_app", "--model", str(MODEL), "--no-display", *argv]
 
 
 # no PYTHONPATH: the child runs the edge_app this interpreter has installed (the wheel, in the CI jobs, whose
@@ -285,7 +285,7 @@ def _run_in_process(source, sig, monkeypatch, after=None, delay=0.3):
 
     A handler of the test's own stands in for the default action (SIGTERM would end pytest): a run
     that never installs its own handler only gets a note in `unhandled`, and then runs on."""
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: source)
     unhandled = []
 
     def fallback(signum: int, _frame: object) -> None:
@@ -339,7 +339,7 @@ def test_signal_while_a_read_is_stuck(sig, monkeypatch, capsys):
 
 def test_signal_during_reconnect_backoff(monkeypatch, capsys):
     source = ScriptedSource(frames=2, fail_opens=100)
-    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (5, 30.0, 30.0))  # a 30 s back-off
+    monkeypatch.setattr("edgeclf.edge_app.capture.Grabber.__init__.__defaults__", (5, 30.0, 30.0))  # a 30 s back-off
     code, seconds = _run_in_process(source, signal.SIGINT, monkeypatch, None, 1.0)
     err = capsys.readouterr().err
     assert code == 130 and seconds < 6, err
@@ -352,7 +352,7 @@ def test_serve_with_a_stalled_stream_honours_signals(sig, tmp_path):
     signal during start-up ends the server within the promised time, with 130 / 143."""
     pytest.importorskip("flask", reason="serve needs the web extra")  # not in .ci/edge-job's venv
     with silent_server() as (port, accepted):
-        cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(MODEL), "--port", "0"]
+        cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--model", str(MODEL), "--port", "0"]
         cmd += ["--db", str(tmp_path / "h.sqlite3"), "--source", f"http://127.0.0.1:{port}/x"]
         pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
         proc = subprocess.Popen(cmd, env=CLI_ENV, cwd=ROOT, **pipes)

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.errors import EdgeClfError
-from edge_app.run import main as run_main
-from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.edge_app.shipped import DEFAULT_MODEL, MODELS_DIR
 from tests.conftest import COLOURS, colour_images
 from tests.fakes import ScriptedSource
 
@@ -94,7 +94,7 @@ def test_a_full_disk_while_collecting_warns_once_and_the_run_goes_on(converted, 
     def full(path, data, **kwargs):
         raise EdgeClfError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr("edge_app.files.write_bytes", full)
+    monkeypatch.setattr("edgeclf.edge_app.files.write_bytes", full)
     video, truth = colour_video(tmp_path / "clip.avi")
     argv = ["--model", str(converted["int8"]), "--source", str(video), "--threshold", "1.0", "--collect-every", "0"]
     assert run_main([*argv, "--collect", str(tmp_path / "collected")]) == 0
@@ -127,7 +127,7 @@ def test_json_every_still_prints_each_change_of_label_at_once(converted, tmp_pat
 
 
 def test_live_sources_print_one_json_line_a_second_by_default(converted, monkeypatch, capsys):
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
     argv = ["--model", str(converted["int8"]), "--source", "0", "--threshold", "1.0", "--duration", "0.7"]
     assert run_main(argv) == 0  # every frame 'uncertain': no change of label to print
     captured = capsys.readouterr()
@@ -135,7 +135,7 @@ def test_live_sources_print_one_json_line_a_second_by_default(converted, monkeyp
 
 
 def test_json_every_on_a_live_source(converted, monkeypatch, capsys):
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
     argv = ["--model", str(converted["int8"]), "--source", "0", "--threshold", "1.0", "--duration"]
     assert run_main([*argv, "1.0", "--json-every", "0.3"]) == 0
     captured = capsys.readouterr()
@@ -148,8 +148,8 @@ def test_json_every_on_a_live_source(converted, monkeypatch, capsys):
 
 def test_source_failing_mid_run_retries_then_exits_cleanly(converted, monkeypatch, capsys):
     source = ScriptedSource(frames=4, fail_opens=100)
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
-    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (2, 0.01, 0.02))
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: source)
+    monkeypatch.setattr("edgeclf.edge_app.capture.Grabber.__init__.__defaults__", (2, 0.01, 0.02))
     code = run_main(["--model", str(converted["int8"]), "--source", "0", "--retries", "2"])
     err = capsys.readouterr().err
     assert code == 1
@@ -168,7 +168,7 @@ def test_sigterm_stops_cleanly_with_a_summary(converted, monkeypatch, capsys):
         return frame
 
     source.read = read_then_terminate
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: source)
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: source)
     code = run_main(["--model", str(converted["int8"]), "--source", "0", "--duration", "20"])
     err = capsys.readouterr().err
     assert code == 143 and "(SIGTERM)" in err and source.closes >= 1, err
@@ -178,7 +178,7 @@ def test_sigterm_stops_cleanly_with_a_summary(converted, monkeypatch, capsys):
 
 
 def test_duration_bound(converted, monkeypatch, capsys):
-    monkeypatch.setattr("edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
+    monkeypatch.setattr("edgeclf.edge_app.run.parse_source", lambda spec, size: ScriptedSource(delay=0.002))
     assert run_main(["--model", str(converted["int8"]), "--duration", "0.3", "--smooth", "3"]) == 0
     assert "(--duration 0.3)" in capsys.readouterr().err
 
@@ -186,8 +186,8 @@ def test_duration_bound(converted, monkeypatch, capsys):
 def test_logits_model_background_class_and_mean_std(tmp_path, capsys):
     import keras
 
-    from convert import modes
-    from convert.tflite import to_tflite
+    from edgeclf.convert import modes
+    from edgeclf.convert.tflite import to_tflite
 
     keras.utils.set_random_seed(0)
     # 4 outputs, no softmax (logits); labels file has 3 lines -> index 0 is a background class
@@ -230,19 +230,19 @@ def test_shipped_default_model_on_the_samples(capsys):
 
 def test_display_mode_draws_and_q_quits(converted, tmp_path, monkeypatch, capsys):
     """The window path with OpenCV's GUI calls stubbed (this machine's OpenCV is headless)."""
-    import edge_app.run
+    import edgeclf.edge_app.run
 
     shown, keys = [], iter([0xFF, 0xFF, ord("q")])
     monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image.copy()))
     monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
     monkeypatch.setattr(cv2, "destroyWindow", lambda title: None)
-    monkeypatch.setattr(edge_app.run, "gui_available", lambda: (True, ""))
+    monkeypatch.setattr(edgeclf.edge_app.run, "gui_available", lambda: (True, ""))
     video, _ = colour_video(tmp_path / "clip.avi")
     assert run_main(["--model", str(converted["int8"]), "--source", str(video)]) == 0  # display chosen automatically
     captured = capsys.readouterr()
     assert len(shown) == 3 and shown[0].shape[1] >= 320
     assert captured.out == ""  # display mode prints no JSON unless --json
     assert "(q pressed)" in captured.err
-    monkeypatch.setattr(edge_app.run, "gui_available", lambda: (False, "no display"))
+    monkeypatch.setattr(edgeclf.edge_app.run, "gui_available", lambda: (False, "no display"))
     code = run_main(["--model", str(converted["int8"]), "--source", str(video), "--display"])
     assert code == 1 and "cannot --display: no display" in capsys.readouterr().err

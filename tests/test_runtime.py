@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-import edge_app.runtime as runtime
-from edge_app.errors import EdgeClfError, ModelLoadError
-from edge_app.runtime import load_interpreter
+import edgeclf.edge_app.runtime as runtime
+from edgeclf.edge_app.errors import EdgeClfError, ModelLoadError
+from edgeclf.edge_app.runtime import load_interpreter
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

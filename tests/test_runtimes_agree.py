@@ -1,6 +1,6 @@
 """ai_edge_litert and tflite-runtime agree on the shipped models (issue 14, item 2).
 
-Both are run through the product's own command, `edgeclf run --runtime NAME` (`python -m edge_app`), on
+Both are run through the product's own command, `edgeclf run --runtime NAME` (`python -m edgeclf.edge_app`), on
 the shipped samples and on 1,000 CIFAR-10 test images (tests/data/cifar10-test-1000), with the default
 int8 model and a float32 one: the same top-1 everywhere for float32 and on the samples; for int8 the
 scores stay within a few output steps (see MAX_SCORE_CHANGE), and on TFLite's built-in kernels (no XNNPACK)
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app import preprocess
-from edge_app.classifier import Classifier
-from edge_app.shipped import DEFAULT_MODEL, MODELS_DIR, SAMPLES_DIR
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.shipped import DEFAULT_MODEL, MODELS_DIR, SAMPLES_DIR
 from tests.conftest import ROOT
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not
 
 def scores(model: Path, source: str, runtime: str) -> dict[str, dict[str, float]]:
     """{image path: {label: score}} from `edgeclf run --runtime runtime`; it must say it used that runtime."""
-    cmd = [sys.executable, "-m", "edge_app", "--model", str(model), "--source", source, "--no-display"]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app", "--model", str(model), "--source", source, "--no-display"]
     cmd += ["--runtime", runtime, "--top-k", "10", "--threads", "1", "--verbose"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -101,7 +101,7 @@ def test_1000_cifar10_images_agree_in_both_runtimes(model):
 def test_without_ai_edge_litert_the_chain_takes_tflite_runtime():
     """The automatic chain for real: ai_edge_litert unimportable, `edgeclf run` (no --runtime) uses tflite-runtime
     and gives the samples the labels it gives them when named."""
-    hide = "import sys; sys.modules['ai_edge_litert'] = None; from edge_app.cli import main; sys.exit(main())"
+    hide = "import sys; sys.modules['ai_edge_litert'] = None; from edgeclf.edge_app.cli import main; sys.exit(main())"
     cmd = [sys.executable, "-c", hide, "run", "--source", str(SAMPLES_DIR / "*.jpg"), "--no-display", "--verbose"]
     result = subprocess.run(cmd + ["--top-k", "10", "--threads", "1"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from edge_app.sources import CameraSettings
-from edge_app.web import serve
-from edge_app.web.serve import ServeConfig
+from edgeclf.edge_app.sources import CameraSettings
+from edgeclf.edge_app.web import serve
+from edgeclf.edge_app.web.serve import ServeConfig
 
 GOOD_TOKEN = "0123456789abcdef"
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from convert.cli import main as convert_main
-from edge_app.run import main as run_main
+from edgeclf.convert.cli import main as convert_main
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.train.cli import main as train_main
 from tests.conftest import CIFAR, ROOT
-from train.cli import main as train_main
 
 pytestmark = pytest.mark.skipif(not (CIFAR / "train").is_dir(), reason=f"CIFAR-10 copy not at {CIFAR}")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from benchmarks import soak
-from edge_app.shipped import MODELS_DIR
+from edgeclf.benchmarks import soak
+from edgeclf.edge_app.shipped import MODELS_DIR
 
 
 @pytest.mark.skipif(not (MODELS_DIR / "resnet8_int8.tflite").is_file(), reason="no shipped resnet8_int8 model")

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.picamera import Picamera2Source
-from edge_app.sources import (
+from edgeclf.edge_app.picamera import Picamera2Source
+from edgeclf.edge_app.sources import (
     CameraSettings,
     Frame,
     ImageSource,

@@ -5,8 +5,8 @@ from contextlib import closing
 
 import pytest
 
-from edge_app.errors import EdgeClfError
-from edge_app.web.store import History
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.web.store import History
 from tests.fakes import pattern
 
 TOP = [{"label": "cat", "score": 0.9}]

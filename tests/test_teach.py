@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app import contract, metadata, preprocess, tflite_graph
-from edge_app.classifier import Classifier
-from edge_app.errors import MetadataError, TeachError
-from edge_app.teach import TeachConfig, main, teach
+from edgeclf.edge_app import contract, metadata, preprocess, tflite_graph
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.errors import MetadataError, TeachError
+from edgeclf.edge_app.teach import TeachConfig, main, teach
 
 ROOT = Path(__file__).resolve().parent
 CIFAR1000 = ROOT / "data" / "cifar10-test-1000"
@@ -64,7 +64,7 @@ def predict_files(cls: Classifier, folder: Path) -> list[str]:
 def test_exposed_outputs_reproduce_the_base_model(shipped_models):
     """The rewritten file's logits, softmaxed per view and averaged with the views' weights, are the base
     model's own output (the default runs 2 views, airbench_tiny 6 with unequal weights)."""
-    from edge_app.head import Head
+    from edgeclf.edge_app.head import Head
 
     for name in ("default", "airbench_tiny_int8", "resnet8_float16"):
         base = Classifier(shipped_models[name])
@@ -190,7 +190,7 @@ def test_a_base_with_no_usable_embedding_is_one_line(tmp_path, capsys):
     """A model whose output is not a classifier layer: an image-to-image model (the edge app's own test image
     sizes a model like this one). Made with the flatbuffer schema, no Keras."""
     # the default model with its outputs moved to the last conv: CONV_2D with a 3x3 kernel and a 3x3 map
-    from edge_app import shipped
+    from edgeclf.edge_app import shipped
 
     model = tflite_graph.load(metadata.strip_embedded(shipped.DEFAULT_MODEL.read_bytes()))
     graph = model.subgraphs[0]
@@ -229,7 +229,7 @@ def test_an_older_reader_refuses_a_taught_model(shipped_models, tmp_path, monkey
 
 
 def test_the_taught_model_runs_in_run_and_doctor(shipped_models, tmp_path, capsys):
-    from edge_app import doctor, run
+    from edgeclf.edge_app import doctor, run
 
     out = tmp_path / "taught.tflite"
     teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "data", 5, 1), out, mode="extend"))
@@ -245,9 +245,9 @@ def test_the_taught_model_runs_in_run_and_doctor(shipped_models, tmp_path, capsy
 def test_bench_scores_a_taught_model_on_data_with_fewer_classes(shipped_models, tmp_path):
     """An extended model knows classes the evaluation data lacks: bench scores it on the data's classes
     (macro averages over the classes present), and data with a class the model does not know is still refused."""
-    from benchmarks.data import evaluation_set
-    from edge_app import metrics
-    from edge_app.errors import DataError
+    from edgeclf.benchmarks.data import evaluation_set
+    from edgeclf.edge_app import metrics
+    from edgeclf.edge_app.errors import DataError
 
     out = tmp_path / "extended.tflite"
     teach(TeachConfig(shipped_models["default"], write_patterns(tmp_path / "data", 5, 1), out, mode="extend"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app import metadata, tflite_graph
-from edge_app.classifier import Classifier
-from edge_app.teach import TeachConfig, main, teach
+from edgeclf.edge_app import metadata, tflite_graph
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.teach import TeachConfig, main, teach
 from tests.test_teach import predict_files, write_patterns
 
 keras = pytest.importorskip("keras")

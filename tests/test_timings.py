@@ -5,8 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edge_app.live import Summary
-from edge_app.timings import Timings
+from edgeclf.edge_app.live import Summary
+from edgeclf.edge_app.timings import Timings
 
 pytestmark = pytest.mark.device  # edge extra + pytest only: .ci/edge-job runs it
 

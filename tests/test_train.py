@@ -5,11 +5,11 @@ import csv
 import numpy as np
 import pytest
 
-from edge_app.contract import InputSpec
-from edge_app.errors import DataError, EdgeClfError
-from train import architectures, augment
-from train.data import DataSpec, load_splits, stratified_split
-from train.fit import TrainConfig, train_model
+from edgeclf.edge_app.contract import InputSpec
+from edgeclf.edge_app.errors import DataError, EdgeClfError
+from edgeclf.train import architectures, augment
+from edgeclf.train.data import DataSpec, load_splits, stratified_split
+from edgeclf.train.fit import TrainConfig, train_model
 
 
 def config(folder, out, **changes):
@@ -109,7 +109,7 @@ def test_mismatched_train_and_test_classes(colour_folder):
 
 def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path):
     """A teacher run, then a student distilled from it with EMA, mixup and cutout; the student converts to int8."""
-    from convert.pipeline import convert
+    from edgeclf.convert.pipeline import convert
 
     teacher = train_model(config(colour_folder, tmp_path / "teacher", epochs=3), verbose=0)
     student = train_model(
@@ -135,7 +135,7 @@ def test_distillation_ema_mixup_cutout_train_and_convert(colour_folder, tmp_path
 
 def test_fixed_distillation_targets(colour_folder, tmp_path):
     """--distill-targets fixed: the teacher runs once (flip-averaged) and the student trains on its outputs."""
-    from train.distill import fixed_targets, load_teacher
+    from edgeclf.train.distill import fixed_targets, load_teacher
 
     teacher_run = train_model(config(colour_folder, tmp_path / "teacher", epochs=2), verbose=0)
     teacher = load_teacher(teacher_run.out)
@@ -154,7 +154,7 @@ def test_fixed_distillation_targets(colour_folder, tmp_path):
 def test_distillation_loss_values():
     import tensorflow as tf
 
-    from train import distill
+    from edgeclf.train import distill
 
     labels = tf.constant([[1.0, 0.0]])
     teacher = tf.constant([[0.9, 0.1]])
@@ -177,7 +177,7 @@ def test_bad_teacher(colour_folder, tmp_path):
 
 
 def test_mac_counts_match_hand_computation():
-    from train.macs import count_macs
+    from edgeclf.train.macs import count_macs
 
     tutorial = architectures.build("tutorial_cnn", (32, 32, 3), 10)
     # conv1 30x30x32x(3x3x3) + conv2 13x13x64x(3x3x32) + dense 2304x128 + dense 128x10
@@ -209,7 +209,7 @@ def test_teacher_with_other_normalisation_is_refused(colour_folder, tmp_path, ti
 def test_bn_recalibration_sets_statistics_from_the_data(colour_folder, tmp_path):
     import keras
 
-    from train.bn import recalibrate
+    from edgeclf.train.bn import recalibrate
 
     inputs = keras.Input((4, 4, 3))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))

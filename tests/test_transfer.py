@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from convert.cli import main as convert_main
-from edge_app.run import main as run_main
-from train.cli import main as train_main
+from edgeclf.convert.cli import main as convert_main
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.train.cli import main as train_main
 
 
 def mnv2_args(folder, run, *extra):

@@ -10,19 +10,19 @@ import time
 
 import pytest
 
-import edge_app.run
-import edge_app.web.serve
-from edge_app.picamera import Picamera2Source
-from edge_app.run import main as run_main
-from edge_app.sources import CameraSettings
-from edge_app.web.serve import main as serve_main
+import edgeclf.edge_app.run
+import edgeclf.edge_app.web.serve
+from edgeclf.edge_app.picamera import Picamera2Source
+from edgeclf.edge_app.run import main as run_main
+from edgeclf.edge_app.sources import CameraSettings
+from edgeclf.edge_app.web.serve import main as serve_main
 from tests.fakes import ScriptedSource, install_picamera2
 
 
 def test_camera_options_reach_the_source(converted, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        edge_app.run, "parse_source", lambda spec, camera: seen.append(camera) or ScriptedSource(3, live=False)
+        edgeclf.edge_app.run, "parse_source", lambda spec, camera: seen.append(camera) or ScriptedSource(3, live=False)
     )
     argv = ["--model", str(converted["int8"]), "--no-display", "--source", "x", "--max-frames", "2"]
     extra = ["--size", "320x240", "--fps", "15", "--hflip", "--stall-timeout", "2.5"]
@@ -106,9 +106,9 @@ def test_run_feeds_the_watchdog_while_frames_flow_and_fails_when_the_camera_stal
 ):
     cls = stalling_pi_camera(monkeypatch, frames=40)
     monkeypatch.setattr(
-        edge_app.run, "parse_source", lambda spec, camera: Picamera2Source(camera, factory=cls, pisp=False)
+        edgeclf.edge_app.run, "parse_source", lambda spec, camera: Picamera2Source(camera, factory=cls, pisp=False)
     )
-    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (5, 0.05, 0.1))
+    monkeypatch.setattr("edgeclf.edge_app.capture.Grabber.__init__.__defaults__", (5, 0.05, 0.1))
     argv = ["--model", str(converted["int8"]), "--no-display", "--source", "picamera2"]
     start = time.monotonic()
     code = run_main(argv + ["--stall-timeout", "0.3", "--retries", "1", "--json-every", "0"])
@@ -130,8 +130,8 @@ def test_run_feeds_the_watchdog_while_frames_flow_and_fails_when_the_camera_stal
 def test_run_without_notify_socket_sends_nothing(converted, monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     sent = []
-    monkeypatch.setattr("edge_app.notify.socket.socket", lambda *args: sent.append(args))
-    monkeypatch.setattr(edge_app.run, "parse_source", lambda spec, camera: ScriptedSource(5, live=False))
+    monkeypatch.setattr("edgeclf.edge_app.notify.socket.socket", lambda *args: sent.append(args))
+    monkeypatch.setattr(edgeclf.edge_app.run, "parse_source", lambda spec, camera: ScriptedSource(5, live=False))
     assert run_main(["--model", str(converted["int8"]), "--no-display", "--source", "x"]) == 0
     assert sent == []
 
@@ -144,8 +144,8 @@ def test_serve_exits_1_when_its_camera_gives_up(converted, monkeypatch, notify_s
         seen.append(camera)
         return ScriptedSource(frames=30)  # live: after 30 frames every read fails, as an unplugged camera
 
-    monkeypatch.setattr(edge_app.web.serve, "parse_source", source)
-    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (5, 0.05, 0.1))
+    monkeypatch.setattr(edgeclf.edge_app.web.serve, "parse_source", source)
+    monkeypatch.setattr("edgeclf.edge_app.capture.Grabber.__init__.__defaults__", (5, 0.05, 0.1))
     argv = ["--model", str(converted["int8"]), "--source", "0", "--port", "0", "--db", str(tmp_path / "h.db")]
     done = {}
     main = threading.main_thread().ident
@@ -183,9 +183,9 @@ class StuckClosing(ScriptedSource):
 
 def test_run_exits_1_when_the_capture_thread_is_stuck(converted, monkeypatch, caplog):
     source = StuckClosing()
-    monkeypatch.setattr(edge_app.run, "parse_source", lambda spec, camera: source)
-    monkeypatch.setattr("edge_app.notify.GIVE_UP_MARGIN", 0.0)
-    monkeypatch.setattr("edge_app.notify.OPENCV_TIMEOUT", 0.5)  # the scripted source stands for an OpenCV one
+    monkeypatch.setattr(edgeclf.edge_app.run, "parse_source", lambda spec, camera: source)
+    monkeypatch.setattr("edgeclf.edge_app.notify.GIVE_UP_MARGIN", 0.0)
+    monkeypatch.setattr("edgeclf.edge_app.notify.OPENCV_TIMEOUT", 0.5)  # the scripted source stands for an OpenCV one
     argv = [
         "--model",
         str(converted["int8"]),
@@ -209,8 +209,8 @@ def test_run_exits_1_when_the_capture_thread_is_stuck(converted, monkeypatch, ca
 
 
 def live_feed(converted, source, **kwargs):
-    from edge_app.classifier import Classifier
-    from edge_app.web.feed import LiveFeed, SharedClassifier
+    from edgeclf.edge_app.classifier import Classifier
+    from edgeclf.edge_app.web.feed import LiveFeed, SharedClassifier
 
     given_up = []
     feed = LiveFeed(SharedClassifier(Classifier(converted["int8"])), source, on_give_up=given_up.append, **kwargs)
@@ -247,7 +247,7 @@ def test_feed_skips_a_bad_frame_and_gives_up_after_many(converted, monkeypatch):
 
 
 def test_feed_goes_on_when_the_history_cannot_store(converted, caplog):
-    from edge_app.errors import EdgeClfError
+    from edgeclf.edge_app.errors import EdgeClfError
 
     class FullDisk:
         def add(self, *args, **kwargs):
@@ -265,7 +265,7 @@ def test_feed_goes_on_when_the_history_cannot_store(converted, caplog):
 
 def test_feed_gives_up_when_the_capture_is_stuck(converted, monkeypatch):
     source = StuckClosing()
-    monkeypatch.setattr("edge_app.capture.Grabber.__init__.__defaults__", (1, 0.05, 0.1))
+    monkeypatch.setattr("edgeclf.edge_app.capture.Grabber.__init__.__defaults__", (1, 0.05, 0.1))
     feed, given_up = live_feed(converted, source, give_up_after=1.0)
     feed.start()
     try:
@@ -280,12 +280,12 @@ def test_feed_gives_up_when_the_capture_is_stuck(converted, monkeypatch):
 def test_serve_caps_the_live_history(converted, monkeypatch, tmp_path, capsys):
     caps = []
 
-    class Recorder(edge_app.web.serve.History):
+    class Recorder(edgeclf.edge_app.web.serve.History):
         def __init__(self, path, max_live_rows=None):
             caps.append(max_live_rows)
-            raise edge_app.web.serve.EdgeClfError("stop here")
+            raise edgeclf.edge_app.web.serve.EdgeClfError("stop here")
 
-    monkeypatch.setattr(edge_app.web.serve, "History", Recorder)
+    monkeypatch.setattr(edgeclf.edge_app.web.serve, "History", Recorder)
     argv = ["--model", str(converted["int8"]), "--port", "0", "--db", str(tmp_path / "h.db")]
     assert serve_main(argv) == 1 and serve_main(argv + ["--history-max-live", "0"]) == 1
     assert caps == [10_000, 0]

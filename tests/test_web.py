@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classifier import Classifier
-from edge_app.web.app import WebConfig, create_app
-from edge_app.web.feed import LiveFeed, SharedClassifier
-from edge_app.web.serve import ServeConfig, is_loopback, make_app
-from edge_app.web.store import History
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.web.app import WebConfig, create_app
+from edgeclf.edge_app.web.feed import LiveFeed, SharedClassifier
+from edgeclf.edge_app.web.serve import ServeConfig, is_loopback, make_app
+from edgeclf.edge_app.web.store import History
 from tests.conftest import colour_images, wait_until
 from tests.fakes import ScriptedSource
 
@@ -213,7 +213,7 @@ def test_serve_binding_rules(converted, tmp_path, caplog):
 def test_serve_cli_errors(converted, tmp_path, capsys):
     import socket
 
-    from edge_app.web.serve import main as serve_main
+    from edgeclf.edge_app.web.serve import main as serve_main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -231,7 +231,7 @@ def test_serve_cli_errors(converted, tmp_path, capsys):
 
 
 def test_rebinding_csrf_and_csv_formulas(make):
-    from edge_app.web.app import LOOPBACK_NAMES
+    from edgeclf.edge_app.web.app import LOOPBACK_NAMES
 
     client, history = make(allowed_hosts=LOOPBACK_NAMES)
     data, _ = images()[0]

@@ -1,4 +1,4 @@
-"""The JSON API alone (edge_app.web.api on a bare app from edge_app.web.app.flask_app), on a scripted
+"""The JSON API alone (edgeclf.edge_app.web.api on a bare app from edgeclf.edge_app.web.app.flask_app), on a scripted
 classifier and an in-memory store: no model, no SQLite, no pages, no stream. And the store's `add`
 result, read by name."""
 
@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.live import FrameResult
-from edge_app.web import api
-from edge_app.web.app import flask_app
-from edge_app.web.config import WebConfig, WebContext
-from edge_app.web.feed import Answer
-from edge_app.web.store import Added, Entry, History
+from edgeclf.edge_app.live import FrameResult
+from edgeclf.edge_app.web import api
+from edgeclf.edge_app.web.app import flask_app
+from edgeclf.edge_app.web.config import WebConfig, WebContext
+from edgeclf.edge_app.web.feed import Answer
+from edgeclf.edge_app.web.store import Added, Entry, History
 
 pytest.importorskip("flask")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.web_load import SAMPLES, free_port, request, start_server
-from edge_app.shipped import DEFAULT_MODEL
+from edgeclf.benchmarks.web_load import SAMPLES, free_port, request, start_server
+from edgeclf.edge_app.shipped import DEFAULT_MODEL
 from tests.conftest import ROOT, wait_until
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -131,7 +131,7 @@ def collected_frames(folder: Path, n: int) -> None:
     """`run --collect`'s folder with `n` frames of the sample clip (names as the collector makes them)."""
     import cv2
 
-    from edge_app.collector import frame_name
+    from edgeclf.edge_app.collector import frame_name
 
     cap = cv2.VideoCapture(str(SAMPLES / "clip.mp4"))
     for i in range(n):
@@ -150,7 +150,7 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
 
     collected_frames(tmp_path / "collect", 4)
     port = free_port()
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--port", str(port), "--db", str(tmp_path / "h.sqlite3")]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--port", str(port), "--db", str(tmp_path / "h.sqlite3")]
     cmd += ["--source", str(SAMPLES / "clip.mp4"), "--review-dir", str(tmp_path / "collect")]
     cmd += ["--history-live-every", "0.5"]
     token = "a-long-enough-test-token-1234"  # Learn changes the model in force: a server without one refuses it

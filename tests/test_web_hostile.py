@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.web import serve
-from edge_app.web.store import History
+from edgeclf.edge_app.web import serve
+from edgeclf.edge_app.web.store import History
 from tests import test_web
 from tests.conftest import ROOT
 from tests.fakes import ScriptedSource
@@ -125,7 +125,7 @@ def test_bearer_scheme_is_case_insensitive(make, scheme):
 
 def test_token_in_the_query_is_compared_in_constant_time(make, monkeypatch):
     """The README promises constant-time comparison: the ?token= that sets the cookie too, not only the check."""
-    from edge_app.web import auth
+    from edgeclf.edge_app.web import auth
 
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
@@ -219,7 +219,7 @@ def test_max_upload_mb_is_bounded(converted, tmp_path, capsys, mb):
     """1e308 MiB is finite, but not in bytes: it was an OverflowError traceback after the model loaded."""
     assert busy_port_main(converted, tmp_path, ["--max-upload-mb", mb]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("python -m edge_app.web.serve: error: --max-upload-mb"), err
+    assert err.strip().splitlines()[-1].startswith("python -m edgeclf.edge_app.web.serve: error: --max-upload-mb"), err
     assert "Traceback" not in err
     assert busy_port_main(converted, tmp_path, ["--max-upload-mb", "4096"]) == 1  # the largest: 'cannot listen'
 
@@ -445,9 +445,9 @@ def test_unexpected_errors_are_json_on_the_api(make, monkeypatch):
 
 @contextmanager
 def serve_process(model, tmp_path, *extra, code=None):
-    """`python -m edge_app.web.serve --port 0` in a subprocess: (process, port, stderr lines so far, queue).
+    """`python -m edgeclf.edge_app.web.serve --port 0` in a subprocess: (process, port, stderr lines so far, queue).
     `code`: run this program (`python -c`, given the same arguments) instead of the module."""
-    program = ["-c", code] if code else ["-m", "edge_app.web.serve"]
+    program = ["-c", code] if code else ["-m", "edgeclf.edge_app.web.serve"]
     cmd = [sys.executable, *program, "--model", str(model), "--port", "0"]
     cmd += ["--db", str(tmp_path / "h.sqlite3"), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -488,7 +488,7 @@ def test_serve_exits_130_or_143_after_a_signal(converted, tmp_path, signum, code
 # waits for its share in a request thread, for up to 30 s
 BUDGET_TAKEN = """
 import sys
-from edge_app.web import serve, uploads
+from edgeclf.edge_app.web import serve, uploads
 uploads.UPLOAD_BUDGET.acquire(uploads.UPLOAD_BUDGET.total)
 raise SystemExit(serve.main(sys.argv[1:]))
 """
@@ -571,7 +571,7 @@ def test_serve_refuses_a_huge_body_before_reading_it(converted, tmp_path):
 
 
 def test_path_scrubbing_keeps_urls():
-    from edge_app.web.app import without_paths
+    from edgeclf.edge_app.web.app import without_paths
 
     assert without_paths("cannot write /home/pi/.local/x/thumbs/ab.jpg: No space left") == (
         "cannot write ab.jpg: No space left"

@@ -1,7 +1,7 @@
 """A short, bounded load run against a real `edgeclf serve` process on 127.0.0.1 (the 30 s run is
-`python -m benchmarks.web_load`; its numbers go to the closing note, not into assertions)."""
+`python -m edgeclf.benchmarks.web_load`; its numbers go to the closing note, not into assertions)."""
 
-from benchmarks.web_load import SAMPLES, run_load, start_server
+from edgeclf.benchmarks.web_load import SAMPLES, run_load, start_server
 from tests.conftest import wait_until
 
 
@@ -23,7 +23,7 @@ def test_kill_during_load_keeps_every_committed_row(tmp_path):
     import sqlite3
     import threading
 
-    from edge_app.web.store import History
+    from edgeclf.edge_app.web.store import History
 
     db = tmp_path / "history.sqlite3"
     proc, port = start_server(db)

@@ -14,9 +14,9 @@ import threading
 
 import pytest
 
-from benchmarks.web_load import free_port, request
-from edge_app import metadata
-from edge_app.web.serve import ServeConfig, make_app
+from edgeclf.benchmarks.web_load import free_port, request
+from edgeclf.edge_app import metadata
+from edgeclf.edge_app.web.serve import ServeConfig, make_app
 from tests.conftest import ROOT, wait_until
 
 pytest.importorskip("flask")
@@ -112,7 +112,8 @@ def test_restore_with_nothing_before_is_409(server):
 def start(model, db, *extra):
     """`edgeclf serve` in its own process, once /healthz answers; its stderr lines gather in the list returned."""
     port = free_port()
-    cmd = [sys.executable, "-m", "edge_app.web.serve", "--model", str(model), "--db", str(db), "--port", str(port)]
+    cmd = [sys.executable, "-m", "edgeclf.edge_app.web.serve", "--model", str(model), "--db", str(db)]
+    cmd += ["--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([*cmd, *extra], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     lines: list[str] = []
@@ -169,7 +170,7 @@ def test_sighup_reloads_the_model_and_keeps_it_when_the_file_is_missing_or_broke
 
 def test_sighup_after_an_upload_reloads_the_model_with_its_labels_file(shipped_models, tmp_path):
     """--labels belongs to --model: a reload after an upload (the base is the upload then) still passes it."""
-    from edge_app.classifier import Classifier
+    from edgeclf.edge_app.classifier import Classifier
 
     good = shipped_models["default"]
     plain = tmp_path / "plain.tflite"  # no metadata: usable only with --labels

@@ -1,4 +1,4 @@
-"""The web app's other pieces alone, each on a bare app (edge_app.web.app.flask_app): the request
+"""The web app's other pieces alone, each on a bare app (edgeclf.edge_app.web.app.flask_app): the request
 guards and headers (auth), the MJPEG stream and its viewer limit (stream), and the HTML pages."""
 
 import io
@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from edge_app.web import auth, pages, stream
-from edge_app.web.app import flask_app
-from edge_app.web.config import WebConfig, WebContext
+from edgeclf.edge_app.web import auth, pages, stream
+from edgeclf.edge_app.web.app import flask_app
+from edgeclf.edge_app.web.config import WebConfig, WebContext
 from tests.test_web_api import SURE, FakeClassifier, MemoryHistory, png
 
 pytest.importorskip("flask")

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.collector import frame_name
-from edge_app.web.serve import ServeConfig, make_app
+from edgeclf.edge_app.collector import frame_name
+from edgeclf.edge_app.web.serve import ServeConfig, make_app
 from tests.conftest import ROOT
 
 pytest.importorskip("flask")
@@ -134,7 +134,7 @@ def test_without_a_review_dir_the_page_says_how(shipped_models, tmp_path):
 def test_a_thumbnail_pruned_while_its_row_is_labelled_is_missing(setup, monkeypatch):
     """The history prunes live rows' thumbnails in another thread: one gone between the check and the read
     is an item that no longer exists (404), as a deleted row is, not a 500."""
-    from edge_app.web.store import History
+    from edgeclf.edge_app.web.store import History
 
     client, _, rows, _, teach_dir = setup
     found = History.thumb_path

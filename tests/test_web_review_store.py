@@ -9,9 +9,9 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from edge_app.errors import EdgeClfError
-from edge_app.web import store
-from edge_app.web.store import History
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.web import store
+from edgeclf.edge_app.web.store import History
 
 V1_SCHEMA = """
 CREATE TABLE predictions (

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.errors import EdgeClfError
-from edge_app.web.serve import ServeConfig, make_app
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.web.serve import ServeConfig, make_app
 from tests.conftest import ROOT, wait_until
 from tests.test_teach import pattern
 
@@ -162,8 +162,8 @@ def test_capture_without_a_camera_is_404_and_the_page_says_so(serve):
 
 def test_a_video_source_loops_like_a_camera(tmp_path):
     """serve plays a video file again from its start (LoopingVideo): the Live and Teach pages never go still."""
-    from edge_app.sources import OpenCVSource
-    from edge_app.web.looping import LoopingVideo
+    from edgeclf.edge_app.sources import OpenCVSource
+    from edgeclf.edge_app.web.looping import LoopingVideo
 
     path = tmp_path / "five.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 200.0, (32, 24))
@@ -205,7 +205,7 @@ def test_without_a_token_what_changes_the_model_is_403_and_pictures_may_still_be
 def test_a_learn_outrun_by_a_new_base_is_409_and_the_new_model_stays(serve, tmp_path, shipped_models, monkeypatch, how):
     """A model uploaded (or --model reloaded by SIGHUP) while Learn ran is not overwritten by what Learn
     taught from the old base."""
-    import edge_app.web.teaching as teaching_module
+    import edgeclf.edge_app.web.teaching as teaching_module
 
     client = serve()
     upload(client, "stripes", pictures("stripes", 6, 1))
@@ -274,7 +274,7 @@ def test_removing_a_class_while_a_learn_runs_is_409_before_the_disk_is_touched(s
 
 
 def test_removing_a_class_when_learning_fails_puts_its_pictures_back(serve, tmp_path, monkeypatch):
-    import edge_app.web.teaching as teaching_module
+    import edgeclf.edge_app.web.teaching as teaching_module
 
     client = serve()
     learned = taught_two(client, "extend")
@@ -300,7 +300,7 @@ def test_removing_a_class_when_learning_fails_puts_its_pictures_back(serve, tmp_
 def test_learn_in_extend_mode_uses_the_servers_base_pictures(serve, tmp_path):
     """serve --base-data: Learn passes it to teach, so a new class's bias is capped by the base's own pictures
     (and replace mode, which does not use them, still learns)."""
-    from edge_app import metadata
+    from edgeclf.edge_app import metadata
     from tests.test_teach import cifar_folder
 
     base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "airplane")}, 0, 10)

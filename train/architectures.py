@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 
 def _keras() -> Any:
-    from edge_app.errors import require
+    from edgeclf.edge_app.errors import require
 
     return require("keras", "train")
 
@@ -89,7 +89,7 @@ def _dirac(conv: Any) -> None:
 
 def _whitened_net(name: str, widths: tuple[int, int, int], input_shape: tuple[int, int, int], n_classes: int) -> Any:
     """airbench94's layout: a frozen 2x2 patch-whitening stem (24 filters, set from the training
-    images by `train.whiten` before training), three conv-pool-BN-ReLU-conv-BN-ReLU groups of the
+    images by `edgeclf.train.whiten` before training), three conv-pool-BN-ReLU-conv-BN-ReLU groups of the
     given widths with identity-initialised convs and shift-only batch norm (momentum 0.4 in Keras
     terms, airbench's 0.6 in PyTorch terms), global max pool, a bias-free linear head scaled by 1/9.
     ReLU instead of GELU, so every op has an int8 kernel."""
@@ -162,7 +162,7 @@ ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
 
 def build(name: str, input_shape: tuple[int, int, int], n_classes: int, weights: str = "none") -> Any:
     """Build the named architecture, or a one-line error listing the known names."""
-    from train import transfer
+    from edgeclf.train import transfer
 
     if name in transfer.BACKBONES:
         return transfer.build(name, input_shape, n_classes, weights)
@@ -178,6 +178,6 @@ def build(name: str, input_shape: tuple[int, int, int], n_classes: int, weights:
 
 def names() -> list[str]:
     """Every architecture --arch accepts."""
-    from train import transfer
+    from edgeclf.train import transfer
 
     return [*ARCHITECTURES, *transfer.BACKBONES]

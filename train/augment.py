@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.contract import InputSpec
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.contract import InputSpec
+from edgeclf.edge_app.errors import EdgeClfError
 
 AUGMENTATIONS = ("flip", "crop", "crop2", "shift", "shift2", "rotate", "zoom", "brightness", "cutout")
 DEFAULT_AUGMENT = ("flip", "crop")

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from train.data import carved_count
+from edgeclf.train.data import carved_count
 
 if TYPE_CHECKING:
-    from train.data import Splits
+    from edgeclf.train.data import Splits
 
 MODES = ("auto", "none", "weights", "sampling")
 SKEW = 2.0  # auto picks weights when the largest class has more than this many times the smallest's images
@@ -96,7 +96,7 @@ def weighted_loss(per_image: Any, weights: np.ndarray) -> Any:
     one-hot label, that class's weight; for a mixup label lam * a + (1 - lam) * b, lam * w_a + (1 - lam) *
     w_b, the two images' weights mixed with the batch's lambda.
     """
-    from edge_app.errors import require
+    from edgeclf.edge_app.errors import require
 
     tf = require("tensorflow", "train")
     w = tf.constant(weights, dtype=tf.float32)

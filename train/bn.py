@@ -14,7 +14,7 @@ def batchnorm_layers(model: Any) -> list[Any]:
     """Every BatchNormalization layer, nested models included."""
     import keras
 
-    from train.architectures import leaf_layers
+    from edgeclf.train.architectures import leaf_layers
 
     return [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 

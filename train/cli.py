@@ -1,4 +1,4 @@
-"""`edgeclf train` / `python -m train`: parse options, train, print the summary."""
+"""`edgeclf train` / `python -m edgeclf.train`: parse options, train, print the summary."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from edge_app.argtypes import finite_float, rgb_triple
-from edge_app.cli import guarded
-from edge_app.contract import COLORS
-from edge_app.errors import EdgeClfError
-from train import architectures, augment, balance, lonecontract, resume, warmstart
-from train.data import DataSpec
-from train.distribute import STRATEGIES
-from train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
+from edgeclf.edge_app.argtypes import finite_float, rgb_triple
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.contract import COLORS
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.train import architectures, augment, balance, lonecontract, resume, warmstart
+from edgeclf.train.data import DataSpec
+from edgeclf.train.distribute import STRATEGIES
+from edgeclf.train.fit import DISTILL_TARGETS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m train",
+        prog=prog or "python -m edgeclf.train",
         description="Train an image classifier on CIFAR-10 or on a folder of images (<root>/<class>/*.jpg, "
         "optionally under train/ and test/). Writes a run folder for `edgeclf convert`.",
     )
@@ -194,8 +194,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Train a model and write its run folder, or continue an interrupted one (--resume)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    from train.fit import train_model, validate
-    from train.report import summary
+    from edgeclf.train.fit import train_model, validate
+    from edgeclf.train.report import summary
 
     if args.resume is not None:
         given = _given(parser, argv, list(vars(args))) - {"resume"}

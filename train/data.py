@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.datasets import ImageSet, class_names, list_files, load_folder, split_dirs
-from edge_app.errors import DataError
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.datasets import ImageSet, class_names, list_files, load_folder, split_dirs
+from edgeclf.edge_app.errors import DataError
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 OFFLINE_HINT = "pass --data-dir PATH to an offline copy laid out as <root>/{train,test}/<class>/*.jpg"
@@ -94,7 +94,7 @@ def _resized(images: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def _keras_cifar10(spec: DataSpec) -> tuple[ImageSet, ImageSet]:
-    from edge_app.errors import require
+    from edgeclf.edge_app.errors import require
 
     keras = require("keras", "train")
     old_timeout = socket.getdefaulttimeout()

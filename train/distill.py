@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import EdgeClfError, MetadataError, require
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.errors import EdgeClfError, MetadataError, require
 
 
 def teacher_input(path: str | Path) -> InputSpec | None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 STRATEGIES = ("none", "auto", "mirrored", "multiworker")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import files, metrics, preprocess
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import EdgeClfError, require
-from train import (
+from edgeclf.edge_app import files, metrics, preprocess
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.train import (
     architectures,
     augment,
     balance,
@@ -28,10 +28,10 @@ from train import (
     warmstart,
     whiten,
 )
-from train import resume as resume_state
-from train.data import DataSpec, Splits, load_splits
-from train.macs import count_macs
-from train.optim import OPTIMIZERS, SCHEDULES
+from edgeclf.train import resume as resume_state
+from edgeclf.train.data import DataSpec, Splits, load_splits
+from edgeclf.train.macs import count_macs
+from edgeclf.train.optim import OPTIMIZERS, SCHEDULES
 
 DISTILL_TARGETS = ("live", "fixed")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 
 def read_json(path: Path) -> Any:

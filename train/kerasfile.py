@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.errors import EdgeClfError, require
 
 try:
     from lzma import LZMAError

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.contract import COLORS, InputSpec
-from edge_app.errors import EdgeClfError, MetadataError
-from edge_app.labels import read_labels
-from train.jsonfile import read_json
+from edgeclf.edge_app.contract import COLORS, InputSpec
+from edgeclf.edge_app.errors import EdgeClfError, MetadataError
+from edgeclf.edge_app.labels import read_labels
+from edgeclf.train.jsonfile import read_json
 
 # The options a lone file needs, in the order messages name them
 CONTRACT_OPTIONS = ("mean", "std", "color", "labels")

@@ -15,7 +15,7 @@ def count_macs(model: Any) -> int:
     """MACs for one input image, nested models (backbones) included."""
     import keras
 
-    from train.architectures import leaf_layers
+    from edgeclf.train.architectures import leaf_layers
 
     total = 0
     for layer in leaf_layers(model):

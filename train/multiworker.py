@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.errors import EdgeClfError, require
 
 
 def is_multiworker(strategy: Any | None) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app.errors import EdgeClfError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -63,7 +63,7 @@ def _scaled_sgd(keras: Any, scaled: set[str], factor: float, **options: Any) -> 
 
 def batchnorm_shifts(model: Any) -> set[str]:
     """Paths of the trainable batch-norm shift (beta) variables."""
-    from train.bn import batchnorm_layers
+    from edgeclf.train.bn import batchnorm_layers
 
     return {layer.beta.path for layer in batchnorm_layers(model) if layer.center and layer.trainable}
 

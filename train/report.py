@@ -7,10 +7,10 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_app import files
+from edgeclf.edge_app import files
 
 if TYPE_CHECKING:
-    from train.fit import TrainConfig, TrainResult
+    from edgeclf.train.fit import TrainConfig, TrainResult
 
 RUN_FILE = "run.json"
 PER_CLASS_ROWS = 20  # the summary lists every class up to this many, else only the weakest
@@ -84,7 +84,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 
 def _pyplot() -> Any:
-    from edge_app.errors import require
+    from edgeclf.edge_app.errors import require
 
     matplotlib = require("matplotlib", "train")
     matplotlib.use("Agg")

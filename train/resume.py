@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_app import files
-from edge_app.errors import EdgeClfError
-from train import report
+from edgeclf.edge_app import files
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.train import report
 
 if TYPE_CHECKING:
-    from train.fit import TrainConfig
+    from edgeclf.train.fit import TrainConfig
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -264,7 +264,7 @@ class Tracker:
 def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig | None:
     """The config that continues the interrupted run in `run_dir` (its run.json's, with `epochs` if
     given), or None when the run already finished; a one-line EdgeClfError when it cannot resume."""
-    from train.fit import TrainConfig
+    from edgeclf.train.fit import TrainConfig
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

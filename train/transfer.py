@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.errors import EdgeClfError, require
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_app.contract import InputSpec, ModelInfo
-from edge_app.errors import EdgeClfError, MetadataError
-from train import architectures, kerasfile, lonecontract
-from train.jsonfile import read_json
+from edgeclf.edge_app.contract import InputSpec, ModelInfo
+from edgeclf.edge_app.errors import EdgeClfError, MetadataError
+from edgeclf.train import architectures, kerasfile, lonecontract
+from edgeclf.train.jsonfile import read_json
 
 if TYPE_CHECKING:
-    from train.fit import TrainConfig
+    from edgeclf.train.fit import TrainConfig
 
 RUN_FILE = "run.json"
 

@@ -9,12 +9,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.results import frame_json
-from edge_app.web.config import WebConfig, WebContext
-from edge_app.web.responses import error
-from edge_app.web.store import MAX_ROW_ID, History
-from edge_app.web.uploads import BadUpload, decoded
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.results import frame_json
+from edgeclf.edge_app.web.config import WebConfig, WebContext
+from edgeclf.edge_app.web.responses import error
+from edgeclf.edge_app.web.store import MAX_ROW_ID, History
+from edgeclf.edge_app.web.uploads import BadUpload, decoded
 
 CSV_BATCH = 500  # rows read per query of the CSV export
 NO_FEED = "the server runs without a camera source (start it with --source)"

@@ -13,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.web import api, auth, modelroutes, pages, reviewroutes, stream, teachroutes
-from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, OPEN_ENDPOINTS, TOKEN_COOKIE, token_problem
-from edge_app.web.config import WebConfig, WebContext
-from edge_app.web.deploy import Deployer
-from edge_app.web.feed import LiveFeed, SharedClassifier
-from edge_app.web.forms import MAX_FORM_FIELD, MAX_FORM_PARTS, request_class
-from edge_app.web.responses import register_errors, size_text, without_paths
-from edge_app.web.store import History
-from edge_app.web.teaching import Teaching
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.web import api, auth, modelroutes, pages, reviewroutes, stream, teachroutes
+from edgeclf.edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, OPEN_ENDPOINTS, TOKEN_COOKIE, token_problem
+from edgeclf.edge_app.web.config import WebConfig, WebContext
+from edgeclf.edge_app.web.deploy import Deployer
+from edgeclf.edge_app.web.feed import LiveFeed, SharedClassifier
+from edgeclf.edge_app.web.forms import MAX_FORM_FIELD, MAX_FORM_PARTS, request_class
+from edgeclf.edge_app.web.responses import register_errors, size_text, without_paths
+from edgeclf.edge_app.web.store import History
+from edgeclf.edge_app.web.teaching import Teaching
 
 __all__ = [  # what callers imported from this module before it was split
     "LOOPBACK_NAMES",
@@ -44,7 +44,11 @@ def flask_app(config: WebConfig) -> Any:
     """A Flask app with the templates, static files, request limits and error answers, and no routes."""
     flask = require("flask", "web")
     here = Path(__file__).resolve().parent
-    app = flask.Flask("edgeclf", template_folder=str(here / "templates"), static_folder=str(here / "static"))
+    # root_path given: Flask would look up the import name's folder, and `edgeclf` is a namespace package (no
+    # folder of its own; see pyproject.toml), which Flask refuses
+    app = flask.Flask(
+        "edgeclf", root_path=str(here), template_folder=str(here / "templates"), static_folder=str(here / "static")
+    )
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD

@@ -8,9 +8,9 @@ import hmac
 import secrets
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.web.config import WebConfig
-from edge_app.web.responses import error
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.web.config import WebConfig
+from edgeclf.edge_app.web.responses import error
 
 TOKEN_COOKIE = "edgeclf_token"
 OPEN_ENDPOINTS = {"healthz", "static"}

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_app.web.uploads import MAX_PIXELS
+from edgeclf.edge_app.web.uploads import MAX_PIXELS
 
 if TYPE_CHECKING:  # the pieces take anything with these interfaces (the tests pass fakes)
-    from edge_app.web.deploy import Deployer
-    from edge_app.web.feed import LiveFeed, SharedClassifier
-    from edge_app.web.store import History
-    from edge_app.web.teaching import Teaching
+    from edgeclf.edge_app.web.deploy import Deployer
+    from edgeclf.edge_app.web.feed import LiveFeed, SharedClassifier
+    from edgeclf.edge_app.web.store import History
+    from edgeclf.edge_app.web.teaching import Teaching
 
 
 @dataclass(frozen=True)

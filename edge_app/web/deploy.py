@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import files, metadata, preprocess
-from edge_app.classifier import Classifier
-from edge_app.errors import EdgeClfError
-from edge_app.web.feed import SharedClassifier, load_model
+from edgeclf.edge_app import files, metadata, preprocess
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.web.feed import SharedClassifier, load_model
 
 log = logging.getLogger("edgeclf.web")
 KEEP_FILES = 3  # uploaded (and taught) files kept beside the database, besides those in use

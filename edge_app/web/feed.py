@@ -19,15 +19,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edge_app import preprocess
-from edge_app.capture import Grabber
-from edge_app.classifier import Classifier
-from edge_app.errors import EdgeClfError
-from edge_app.live import FrameResult, FrameStep
-from edge_app.notify import Notifier
-from edge_app.overlay import annotate
-from edge_app.results import frame_json
-from edge_app.sources import FrameSource
+from edgeclf.edge_app import preprocess
+from edgeclf.edge_app.capture import Grabber
+from edgeclf.edge_app.classifier import Classifier
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.live import FrameResult, FrameStep
+from edgeclf.edge_app.notify import Notifier
+from edgeclf.edge_app.overlay import annotate
+from edgeclf.edge_app.results import frame_json
+from edgeclf.edge_app.sources import FrameSource
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.web.responses import size_text
+from edgeclf.edge_app.web.responses import size_text
 
 MAX_FORM_PARTS = 100  # the upload form has one; werkzeug refuses more with 413
 MAX_FORM_FIELD = 512 * 1024  # bytes of a text (non-file) form field, or of a whole urlencoded body

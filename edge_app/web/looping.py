@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from edge_app.sources import Frame, OpenCVSource, SourceError
+from edgeclf.edge_app.sources import Frame, OpenCVSource, SourceError
 
 DEFAULT_FPS = 10.0  # for a file that declares no frame rate
 

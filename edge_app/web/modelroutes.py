@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.web.api import model_card
-from edge_app.web.config import WebContext
-from edge_app.web.deploy import BadModel, NoPrevious
-from edge_app.web.responses import error
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.web.api import model_card
+from edgeclf.edge_app.web.config import WebContext
+from edgeclf.edge_app.web.deploy import BadModel, NoPrevious
+from edgeclf.edge_app.web.responses import error
 
 NO_TOKEN = "this server has no token: start it with --token-file FILE (or $EDGECLF_TOKEN) to replace its model"
 

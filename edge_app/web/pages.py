@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.web.api import model_card, paging, predict_upload, upload_from_request
-from edge_app.web.config import WebContext
-from edge_app.web.responses import error, without_paths
-from edge_app.web.uploads import BadUpload
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.web.api import model_card, paging, predict_upload, upload_from_request
+from edgeclf.edge_app.web.config import WebContext
+from edgeclf.edge_app.web.responses import error, without_paths
+from edgeclf.edge_app.web.uploads import BadUpload
 
 THUMB_MAX_AGE = 3600  # s a browser may cache a thumbnail (its name is never reused)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
-from edge_app.web.config import WebConfig
+from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.web.config import WebConfig
 
 # a run of folders from the root ("/a/b/", "~/a/", "C:\\a\\"), not one inside a URL or a word
 _FOLDERS = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:)?[\\/](?:[^\s\\/'\"]+[\\/])+")

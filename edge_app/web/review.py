@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_app import files
-from edge_app.collector import FRAME_NAME
-from edge_app.errors import EdgeClfError
-from edge_app.labelname import check_label, label_problem
-from edge_app.web.store import History
-from edge_app.web.teaching import Teaching, picture_name
+from edgeclf.edge_app import files
+from edgeclf.edge_app.collector import FRAME_NAME
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.labelname import check_label, label_problem
+from edgeclf.edge_app.web.store import History
+from edgeclf.edge_app.web.teaching import Teaching, picture_name
 
 MAX_ITEMS = 200  # items one action may name
 ITEM = re.compile(r"^(?:frame:(?P<label>[^/]+)/(?P<name>[^/]+)|history:(?P<id>[1-9][0-9]{0,18}))$")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.errors import EdgeClfError, require
-from edge_app.labelname import LabelError
-from edge_app.web.config import WebContext
-from edge_app.web.responses import error, without_paths
-from edge_app.web.review import BadItem, Outcome, Review
+from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.labelname import LabelError
+from edgeclf.edge_app.web.config import WebContext
+from edgeclf.edge_app.web.responses import error, without_paths
+from edgeclf.edge_app.web.review import BadItem, Outcome, Review
 
 SHOWN = 60  # items of each kind on the page (newest first); reviewing them shows the next ones
 THUMB_MAX_AGE = 60  # s a browser may cache a collected frame (its name is never reused, but it may be moved)

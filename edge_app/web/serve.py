@@ -16,29 +16,29 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_app import cameraopts, logs, malloc, mqttopts, notify
-from edge_app.argtypes import finite_float
-from edge_app.cli import guarded
-from edge_app.errors import EdgeClfError, require
-from edge_app.mqttopts import MqttSettings
-from edge_app.run import default_model
-from edge_app.runtime import RUNTIMES
-from edge_app.shipped import DEFAULT_MODEL
-from edge_app.sources import CameraSettings, OpenCVSource, parse_source
-from edge_app.web.app import create_app
-from edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, token_problem
-from edge_app.web.config import WebConfig
-from edge_app.web.deploy import Deployer
-from edge_app.web.feed import LiveFeed, SharedClassifier, load_model
-from edge_app.web.looping import LoopingVideo
-from edge_app.web.store import History
-from edge_app.web.teaching import Teaching
-from edge_app.web.uploads import MAX_PIXELS
+from edgeclf.edge_app import cameraopts, logs, malloc, mqttopts, notify
+from edgeclf.edge_app.argtypes import finite_float
+from edgeclf.edge_app.cli import guarded
+from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.edge_app.mqttopts import MqttSettings
+from edgeclf.edge_app.run import default_model
+from edgeclf.edge_app.runtime import RUNTIMES
+from edgeclf.edge_app.shipped import DEFAULT_MODEL
+from edgeclf.edge_app.sources import CameraSettings, OpenCVSource, parse_source
+from edgeclf.edge_app.web.app import create_app
+from edgeclf.edge_app.web.auth import LOOPBACK_NAMES, MIN_TOKEN_CHARS, token_problem
+from edgeclf.edge_app.web.config import WebConfig
+from edgeclf.edge_app.web.deploy import Deployer
+from edgeclf.edge_app.web.feed import LiveFeed, SharedClassifier, load_model
+from edgeclf.edge_app.web.looping import LoopingVideo
+from edgeclf.edge_app.web.store import History
+from edgeclf.edge_app.web.teaching import Teaching
+from edgeclf.edge_app.web.uploads import MAX_PIXELS
 
 if TYPE_CHECKING:
-    from edge_app.mqttpublish import Publisher
+    from edgeclf.edge_app.mqttpublish import Publisher
 
-log = logging.getLogger("edge_app.web.serve")  # not __name__: that is "__main__" under `python -m`
+log = logging.getLogger("edgeclf.edge_app.web.serve")  # not __name__: that is "__main__" under `python -m`
 
 TOKEN_ENV = "EDGECLF_TOKEN"
 TOKEN_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
@@ -97,7 +97,7 @@ def is_loopback(host: str) -> bool:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m edge_app.web.serve",
+        prog=prog or "python -m edgeclf.edge_app.web.serve",
         description="Serve the classifier on the device: upload and classify, live camera view, prediction "
         "history and model card, plus a JSON API. Binds to 127.0.0.1 unless --host says otherwise; any other "
         "address needs a token (given with --token, --token-file or $EDGECLF_TOKEN, or generated and printed).",
@@ -358,7 +358,7 @@ def _serve(waitress: Any, config: ServeConfig, running: dict[str, Any]) -> int:
     malloc.return_large_blocks()  # request threads must not each keep their freed image buffers
     publisher = None
     if config.mqtt is not None:
-        from edge_app.mqttpublish import Publisher
+        from edgeclf.edge_app.mqttpublish import Publisher
 
         publisher = Publisher(config.mqtt)
     try:

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edge_app import files, preprocess
-from edge_app.errors import EdgeClfError
+from edgeclf.edge_app import files, preprocess
+from edgeclf.edge_app.errors import EdgeClfError
 
 SCHEMA_VERSION = 2
 THUMB_SIDE = 160

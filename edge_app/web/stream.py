@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from edge_app.errors import require
-from edge_app.web.api import NO_FEED
-from edge_app.web.config import WebContext
-from edge_app.web.responses import error
+from edgeclf.edge_app.errors import require
+from edgeclf.edge_app.web.api import NO_FEED
+from edgeclf.edge_app.web.config import WebContext
+from edgeclf.edge_app.web.responses import error
 
 RETRY_AFTER = "10"  # s a refused viewer is asked to wait
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import files, preprocess
-from edge_app.errors import EdgeClfError
-from edge_app.labelname import check_label
-from edge_app.teach import TeachConfig, TeachResult, teach
-from edge_app.web.deploy import Deployer, stamp
+from edgeclf.edge_app import files, preprocess
+from edgeclf.edge_app.errors import EdgeClfError
+from edgeclf.edge_app.labelname import check_label
+from edgeclf.edge_app.teach import TeachConfig, TeachResult, teach
+from edgeclf.edge_app.web.deploy import Deployer, stamp
 
 JPEG_QUALITY = 95
 MAX_CAPTURE = 100  # frames one Capture may take from the live feed

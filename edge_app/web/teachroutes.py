@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_app.errors import EdgeClfError, TeachError, require
-from edge_app.head import MODES
-from edge_app.labelname import LabelError
-from edge_app.web.api import NO_FEED
-from edge_app.web.config import WebContext
-from edge_app.web.deploy import BaseChanged
-from edge_app.web.modelroutes import NO_TOKEN
-from edge_app.web.responses import error, without_paths
-from edge_app.web.teaching import MAX_CAPTURE, Busy
-from edge_app.web.uploads import BadUpload, decoded
+from edgeclf.edge_app.errors import EdgeClfError, TeachError, require
+from edgeclf.edge_app.head import MODES
+from edgeclf.edge_app.labelname import LabelError
+from edgeclf.edge_app.web.api import NO_FEED
+from edgeclf.edge_app.web.config import WebContext
+from edgeclf.edge_app.web.deploy import BaseChanged
+from edgeclf.edge_app.web.modelroutes import NO_TOKEN
+from edgeclf.edge_app.web.responses import error, without_paths
+from edgeclf.edge_app.web.teaching import MAX_CAPTURE, Busy
+from edgeclf.edge_app.web.uploads import BadUpload, decoded
 
 MAX_FILES = 50  # pictures in one upload form (the form's part limit is 100)
 

@@ -1,4 +1,4 @@
-"""Uploaded bytes -> a BGR image through the shared decoder (`edge_app.imagedecode`): checked as an
+"""Uploaded bytes -> a BGR image through the shared decoder (`edgeclf.edge_app.imagedecode`): checked as an
 image by its content (never its name or type), the header's pixel count checked before anything is
 decoded (decompression bombs), large JPEGs decoded at reduced scale, and the memory of the decodes
 in flight bounded for the whole server (eight concurrent uploads cannot multiply it)."""
@@ -10,8 +10,8 @@ from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
-from edge_app import imagedecode
-from edge_app.imagedecode import DecodeLimits, ImageRejected, MemoryBudget, MiB
+from edgeclf.edge_app import imagedecode
+from edgeclf.edge_app.imagedecode import DecodeLimits, ImageRejected, MemoryBudget, MiB
 
 FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})  # MPO, the multi-picture JPEG phones write, is a JPEG
 MAX_PIXELS = 40_000_000
