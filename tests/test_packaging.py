@@ -175,6 +175,13 @@ def test_wheel_installs_and_runs_outside_the_checkout(wheel, tmp_path):
         return done
 
     call(python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel)
+    # issue 20: a user's own train.py and benchmarks/ in the current directory neither shadow nor are shadowed
+    (tmp_path / "train.py").write_text("raise SystemExit('the user train.py ran')\n")
+    (tmp_path / "benchmarks").mkdir()
+    found = "import importlib.util as u; print([u.find_spec(n) is None for n in ('edge_app', 'convert')])"
+    assert call(python, "-c", found).stdout.strip() == "[True, True]"
+    assert call(python, "-m", "edgeclf.train", "--help").stdout.startswith("usage: python -m edgeclf.train")
+    assert call(python, "-m", "edgeclf.benchmarks", "--help").stdout.startswith("usage: python -m edgeclf.benchmarks")
     where = call(python, "-c", "import edgeclf.edge_app.shipped as s; print(s.__file__); print(s.DEFAULT_MODEL)").stdout
     code, model = (Path(line) for line in where.split())
     assert code.is_relative_to(site_packages) and model == site_packages / SHIPPED / DEFAULT_MODEL.name, where
