@@ -52,7 +52,9 @@ class Head:
     - extend: the base classes keep the base model's logits; a taught class scores like a row of the base head,
       base_norm x (e . unit(mean_c)) + bias_c (the base rows' mean norm, its bias calibrated by `imprint` so the
       class wins most of its own pictures and little else), plus TEMPERATURE x (rel_c - mean of rel) to tell the
-      taught classes apart.
+      taught classes apart;
+    - extend with `rows` (taught with pictures of the base classes): a dense layer, e . rows_c + bias_c, fitted
+      against the base logits by `linearfit`.
     """
 
     mode: str
@@ -64,6 +66,7 @@ class Head:
     view_weights: tuple[float, ...]
     base_norm: float
     base_bias: float
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -77,6 +80,8 @@ class Head:
             raise MetadataError("an extend head needs the base model's labels")
         if not self.view_weights or any(w <= 0 for w in self.view_weights):
             raise MetadataError("head view weights must be positive")
+        if self.rows is not None and (self.mode != "extend" or self.rows.shape != self.sums.shape):
+            raise MetadataError(f"head rows must be an extend head's {list(self.sums.shape)}")
 
     @property
     def dim(self) -> int:
@@ -93,6 +98,8 @@ class Head:
 
     def taught_logits(self, embedding: np.ndarray) -> np.ndarray:
         """Embeddings (..., dim) -> the taught classes' logits (..., classes), bias included."""
+        if self.rows is not None:
+            return embedding @ self.rows.T + self.bias
         means = self.means
         center = means.mean(axis=0)
         rel = _unit(_unit(embedding) - center) @ _unit(means - center).T
@@ -134,6 +141,7 @@ class Head:
             "base_norm": self.base_norm,
             "base_bias": self.base_bias,
             "sums": encode(self.sums),
+            **({} if self.rows is None else {"rows": encode(self.rows)}),
         }
 
     @classmethod
@@ -155,6 +163,7 @@ class Head:
                 view_weights=tuple(float(w) for w in data["view_weights"]),
                 base_norm=float(data["base_norm"]),
                 base_bias=float(data["base_bias"]),
+                rows=None if "rows" not in data else decode(data["rows"], (len(labels), int(data["dim"])), "rows"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"malformed head in metadata: {type(exc).__name__}: {exc}") from None

@@ -10,8 +10,9 @@ layers, some with scaled logits, not cosine classifiers). Imprinted rows with th
 outscore the base classes almost everywhere: ReLU embeddings share a large common part, which trained rows
 cancel and an imprinted mean does not. So each new row's bias is calibrated on its own pictures: the highest
 bias at which `COVER` of their views still score above the best base class. That alone still takes many
-pictures of a similar base class (a taught cat takes dogs); given pictures of the base's classes
-(`--base-data`), the bias is also capped so that a new class takes at most `STEAL` of their views.
+pictures of a similar base class (a taught cat takes dogs). Given pictures of the base's classes
+(`--base-data`), the taught rows are instead fitted against them (`linearfit`): a logistic regression beside
+the base's fixed logits, started from the imprinted rows, which finds what tells a cat from a dog.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import numpy as np
 
 from edgeclf.edge_app.errors import TeachError
 from edgeclf.edge_app.head import Head
+from edgeclf.edge_app.linearfit import fit_rows
 from edgeclf.edge_app.tflite_graph import HeadSite
 
 COVER = 0.8  # extend mode: the share of the taught views each new class must win against the base classes
-STEAL = 0.01  # extend mode with pictures of the base classes: the share of their views a new class may take
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ def fit(
     references: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Head:
     """The head for `embeddings` {label: (embedding (n, views, dim), base logits (n, views, classes))}, added to
-    what `prior` (a taught base's head) already knows. `references` (embeddings and base logits of pictures of
-    the base's own classes) cap each new class's bias in extend mode so that it takes at most `STEAL` of them."""
+    what `prior` (a taught base's head) already knows. With `references` (embeddings and base logits of pictures
+    of the base's own classes), extend mode fits the taught rows against them; without, it imprints and
+    calibrates."""
     labels = list(prior.labels) if prior is not None else []
     sums = list(prior.sums) if prior is not None else []
     shots = list(prior.shots) if prior is not None else []
@@ -104,12 +106,70 @@ def fit(
         base_norm=base.norm,
         base_bias=base.bias,
     )
-    return head if mode == "replace" else _calibrate(head, embeddings, references)
+    if mode == "replace":
+        return head
+    if references is not None:
+        return _fit(head, embeddings, references, prior)
+    if prior is not None and prior.rows is not None:
+        raise TeachError("the base was taught with --base-data; teach it again with --base-data")
+    return _calibrate(head, embeddings)
 
 
-def _calibrate(
-    head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]], references: tuple[np.ndarray, np.ndarray] | None
+def _fit(
+    head: Head,
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]],
+    references: tuple[np.ndarray, np.ndarray],
+    prior: Head | None,
 ) -> Head:
+    """The rows of the classes pictured now, fitted against the references beside the base logits (`linearfit`).
+
+    Classes an earlier teach fitted and not pictured now keep their rows, and score beside the base's logits
+    in the fit. A class pictured again starts from, and is held near, its earlier row: what its earlier
+    pictures taught is kept in that row, since the pictures themselves are not."""
+    if prior is not None and prior.rows is None:
+        raise TeachError(
+            "the base was taught without --base-data; teach it again without --base-data, or teach the original "
+            "model with all the pictures and --base-data"
+        )
+    ref_emb, ref_logits = references
+    known = len(prior.labels) if prior is not None else 0
+    rows = np.zeros_like(head.sums)
+    bias = head.bias.copy()
+    if prior is not None:
+        rows[:known], bias[:known] = prior.rows, prior.bias
+    fitted = [head.labels.index(label) for label in embeddings]
+    kept = [i for i in range(len(head.labels)) if i not in fitted]
+    again = np.array([i < known for i in fitted])  # pictured before: start from and stay near the earlier row
+
+    def fixed(emb: np.ndarray, base: np.ndarray) -> np.ndarray:
+        return np.concatenate([base, emb @ rows[kept].T + bias[kept]], axis=-1)
+
+    samples, logits = [ref_emb], [fixed(ref_emb, ref_logits)]
+    target = [np.full(len(ref_emb), -1)]
+    weight = [np.full(len(ref_emb), len(head.base_labels) / len(ref_emb))]  # the references weigh one class each
+    for j, (emb, base) in enumerate(embeddings.values()):
+        samples.append(emb)
+        logits.append(fixed(emb, base))
+        target.append(np.full(len(emb), j))
+        weight.append(np.full(len(emb), 1.0 / len(emb)))
+    imprinted = _unit(head.means[fitted]) * head.base_norm
+    rows[fitted], bias[fitted] = fit_rows(
+        np.concatenate(samples),
+        np.concatenate(logits),
+        np.concatenate(target),
+        np.concatenate(weight),
+        np.where(again[:, None], rows[fitted], imprinted),
+        np.where(again, bias[fitted], head.base_bias),
+        anchor=np.where(again[:, None], rows[fitted], 0.0),
+    )
+    return replace(head, rows=rows.astype(np.float32), bias=bias.astype(np.float32))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Head:
     """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class.
 
     Each picture is scored by the class as taught without it (leave one out; with a single picture, each view
@@ -137,8 +197,4 @@ def _calibrate(
             own = loo.taught_logits(emb[part].astype(np.float32))[..., i] - head.bias[i]
             margins.append((own - logits[part].max(axis=-1)).reshape(-1))
         bias[i] = -float(np.quantile(np.concatenate(margins), 1.0 - COVER))
-        if references is not None:  # the base's own pictures: how much would this bias take from them?
-            ref_emb, ref_logits = references
-            taken = head.taught_logits(ref_emb.astype(np.float32))[..., i] - head.bias[i] - ref_logits.max(axis=-1)
-            bias[i] = min(bias[i], -float(np.quantile(taken.reshape(-1), 1.0 - STEAL)))
     return replace(head, bias=bias.astype(np.float32))

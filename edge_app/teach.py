@@ -248,8 +248,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--base-data",
         type=Path,
         help="extend mode: pictures of the base's own classes (<dir>/<base label>/<images>, e.g. its training "
-        "folder); each new class is then kept from taking more than 1%% of them. Without them a taught class "
-        "takes many pictures of a similar base class",
+        "folder); the new classes are then fitted against them (a logistic regression beside the base's own "
+        "logits), which tells a new class from a similar base class. Without them a taught class takes many "
+        "pictures of a similar base class",
     )
     parser.add_argument("--base-shots", type=int, default=50, help="--base-data pictures per class (default 50)")
     parser.add_argument("--labels", type=Path, help="the base's labels file, for a model without metadata (extend)")

@@ -79,8 +79,15 @@ def test_exposed_outputs_reproduce_the_base_model(shipped_models):
         weights = {2: (0.5, 0.5), 6: (0.25, 0.25, 0.125, 0.125, 0.125, 0.125), 1: (1.0,)}[views]
         # an extend head whose one new class can never win: the probabilities are the base classes' alone
         never = Head(
-            mode="extend", labels=("never",), base_labels=base.labels, sums=np.ones((1, site.dim), np.float32),
-            shots=(1,), bias=np.array([-1e4], np.float32), view_weights=weights, base_norm=1.0, base_bias=0.0,
+            mode="extend",
+            labels=("never",),
+            base_labels=base.labels,
+            sums=np.ones((1, site.dim), np.float32),
+            shots=(1,),
+            bias=np.array([-1e4], np.float32),
+            view_weights=weights,
+            base_norm=1.0,
+            base_bias=0.0,
         )
         ours = never.probabilities(emb, logits)[:, :10]
         theirs = base.predict(x)
@@ -146,6 +153,49 @@ def test_teaching_onto_a_taught_model_adds_labels_and_shots(shipped_models, tmp_
         teach(TeachConfig(first.out, more, tmp_path / "c.tflite", mode="extend"))
 
 
+def test_teaching_onto_a_fitted_model_keeps_its_rows(shipped_models, tmp_path):
+    """A model taught with --base-data (fitted rows) taught again: a class not pictured keeps its row, a class
+    pictured again gets more shots and a row near its earlier one, a new class gets its own; a fitted and an
+    imprinted head are not mixed (one line each)."""
+    model = shipped_models["default"]
+    base_data = cifar_folder(tmp_path / "base", {name: name for name in ("ship", "airplane", "cat")}, 20, 10)
+    first = teach(
+        TeachConfig(
+            model,
+            grey_folder(tmp_path / "d1", "greyship", "ship", 0, 6),
+            tmp_path / "a.tflite",
+            mode="extend",
+            base_data=base_data,
+        )
+    )
+    more = write_patterns(tmp_path / "d2", 6, 3, kinds=("stripes",))
+    second = teach(TeachConfig(first.out, more, tmp_path / "b.tflite", mode="extend", base_data=base_data))
+    rows = second.info.head.rows
+    assert second.info.head.labels == ("greyship", "stripes") and second.info.head.shots == (6, 6)
+    np.testing.assert_array_equal(rows[0], first.info.head.rows[0])
+    held = write_patterns(tmp_path / "held", 10, 4, kinds=("stripes",)) / "stripes"
+    assert predict_files(Classifier(second.out), held).count("stripes") >= 8
+    again = teach(
+        TeachConfig(
+            second.out,
+            grey_folder(tmp_path / "d3", "greyship", "ship", 6, 4),
+            tmp_path / "c.tflite",
+            mode="extend",
+            base_data=base_data,
+        )
+    )
+    head = again.info.head
+    assert head.shots == (10, 6) and not np.array_equal(head.rows[0], rows[0])
+    np.testing.assert_array_equal(head.rows[1], rows[1])
+    cosine = head.rows[0] @ rows[0] / np.linalg.norm(head.rows[0]) / np.linalg.norm(rows[0])
+    assert cosine > 0.8, cosine
+    with pytest.raises(TeachError, match="taught with --base-data; teach it again with --base-data"):
+        teach(TeachConfig(second.out, more, tmp_path / "x.tflite", mode="extend"))
+    imprinted = teach(TeachConfig(model, more, tmp_path / "i.tflite", mode="extend"))
+    with pytest.raises(TeachError, match="taught without --base-data"):
+        teach(TeachConfig(imprinted.out, more, tmp_path / "y.tflite", mode="extend", base_data=base_data))
+
+
 def test_shots_and_seed_choose_the_pictures(shipped_models, tmp_path):
     data = write_patterns(tmp_path / "data", per_label=12, seed=1)
     (data / "stripes" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
@@ -178,8 +228,9 @@ def test_bad_data_is_one_line(shipped_models, tmp_path, capsys, make, message):
 
 def test_a_label_the_base_was_trained_on_is_refused_in_extend_mode(shipped_models, tmp_path, capsys):
     data = cifar_folder(tmp_path / "data", {"cat": "cat", "kitten": "cat"}, 0, 3)
-    code = main([str(shipped_models["default"]), "--data", str(data), "--out", str(tmp_path / "o.tflite"),
-                 "--mode", "extend"])
+    code = main(
+        [str(shipped_models["default"]), "--data", str(data), "--out", str(tmp_path / "o.tflite"), "--mode", "extend"]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "label(s) cat are classes the base model was trained on" in err
     # replace mode may reuse the name: the new model knows only what it is taught
@@ -264,19 +315,37 @@ def test_bench_scores_a_taught_model_on_data_with_fewer_classes(shipped_models, 
         evaluation_set(CIFAR1000, tuple(label for label in taught.labels if label != "airplane"), (32, 32), "stretch")
 
 
-def test_base_pictures_cap_what_a_new_class_takes(shipped_models, tmp_path, capsys):
-    """--base-data: each new class may take at most 1% of the base pictures' views, so its bias can only go
-    down; kittens taught from cat pictures take cats, and fewer of them with the cap."""
-    kittens = cifar_folder(tmp_path / "kittens", {"kitten": "cat"}, 0, 10)
-    base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "truck", "ship")}, 40, 20)
-    free = teach(TeachConfig(shipped_models["default"], kittens, tmp_path / "free.tflite", mode="extend"))
-    capped = teach(
-        TeachConfig(shipped_models["default"], kittens, tmp_path / "capped.tflite", mode="extend", base_data=base_data)
+def grey_folder(root: Path, label: str, cifar: str, start: int, count: int) -> Path:
+    """<root>/<label>/ holding grey (R = G = B) copies of `count` test images of a CIFAR class."""
+    (root / label).mkdir(parents=True, exist_ok=True)
+    for path in sorted((CIFAR1000 / cifar).iterdir())[start : start + count]:
+        grey = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+        cv2.imwrite(str(root / label / f"{path.stem}.png"), cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    return root
+
+
+def test_base_pictures_let_a_new_class_be_told_from_its_base_sibling(shipped_models, tmp_path, capsys):
+    """--base-data: a class that differs from a base class in one thing (grey ships against the base's colour
+    ships) is fitted against the base's pictures. Imprinted from its mean alone it takes the colour ships too
+    (measured: 34 of 40); fitted, it wins grey ships and leaves most colour ships to the base (21 and 8 of 40;
+    the 1% cap this replaced won no grey ship at all)."""
+    data = grey_folder(tmp_path / "data", "greyship", "ship", 0, 10)
+    held = grey_folder(tmp_path / "held", "greyship", "ship", 60, 40) / "greyship"
+    colour = cifar_folder(tmp_path / "colour", {"ship": "ship"}, 60, 40) / "ship"
+    base_data = cifar_folder(
+        tmp_path / "base", {name: name for name in ("ship", "airplane", "automobile", "truck", "cat", "dog")}, 20, 20
     )
-    assert capped.info.head.bias[0] < free.info.head.bias[0]
-    held = cifar_folder(tmp_path / "held", {"cat": "cat"}, 60, 40) / "cat"
-    taken = {n: predict_files(Classifier(tmp_path / f"{n}.tflite"), held).count("kitten") for n in ("free", "capped")}
-    assert taken["capped"] < taken["free"], taken
+    won, taken = {}, {}
+    for name, references in (("imprinted", None), ("fitted", base_data)):
+        out = tmp_path / f"{name}.tflite"
+        teach(TeachConfig(shipped_models["default"], data, out, mode="extend", base_data=references))
+        taught = Classifier(out)
+        won[name] = predict_files(taught, held).count("greyship")
+        taken[name] = predict_files(taught, colour).count("greyship")
+    assert won["fitted"] >= 14 and taken["fitted"] <= 12, (won, taken)  # chance: 40 / 11 won
+    assert taken["imprinted"] >= 20, taken  # what the fit is for
+    assert metadata.load_info(tmp_path / "fitted.tflite").head.rows is not None
+    kittens = cifar_folder(tmp_path / "kittens", {"kitten": "cat"}, 0, 10)
     for argv, message in (
         (["--base-data", str(base_data)], "replace mode does not use it"),
         (["--mode", "extend", "--base-data", str(kittens)], "kitten are not classes of the base model"),
@@ -286,3 +355,21 @@ def test_base_pictures_cap_what_a_new_class_takes(shipped_models, tmp_path, caps
         code = main([str(shipped_models["default"]), "--data", str(kittens), "--out", out, *argv])
         err = capsys.readouterr().err
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_malformed_fitted_head_is_one_line():
+    """The fitted rows are read back only when they are finite and of the taught classes' shape."""
+    from edgeclf.edge_app.head import Head, encode
+
+    rng = np.random.default_rng(0)
+    sums = rng.normal(size=(2, 8)).astype(np.float32)
+    head = Head("extend", ("a", "b"), ("x", "y"), sums, (3, 3), np.zeros(2, np.float32), (1.0,), 1.0, 0.0, sums * 2)
+    assert np.array_equal(Head.from_dict(head.to_dict()).rows, sums * 2)
+    for rows, message in (
+        (encode(sums[:1]), r"rows holds 8 values, expected finite \[2, 8\]"),
+        (encode(np.full((2, 8), np.nan)), "expected finite"),
+    ):
+        with pytest.raises(MetadataError, match=message):
+            Head.from_dict({**head.to_dict(), "rows": rows})
+    with pytest.raises(MetadataError, match="rows must be an extend head's"):
+        Head("replace", ("a", "b"), (), sums, (3, 3), np.zeros(2, np.float32), (1.0,), 1.0, 0.0, sums)

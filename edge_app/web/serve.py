@@ -133,7 +133,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="pictures of the base model's own classes (<label>/<pictures>, e.g. its training folder): Learn in "
-        "extend mode keeps each new class from taking more than 1%% of them (as edgeclf teach --base-data). "
+        "extend mode fits the new classes against them (as edgeclf teach --base-data). "
         "Without them a taught class takes many pictures of a similar base class",
     )
     parser.add_argument(
