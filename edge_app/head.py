@@ -16,7 +16,10 @@ import numpy as np
 from edgeclf.edge_app.errors import MetadataError
 
 MODES = ("replace", "extend")
-METHOD = "imprint"
+# the head's kind, written as its "method": a reader refuses one it does not know instead of scoring it with
+# the wrong formula (an edgeclf that knew only "imprint" would score a fitted head's rows as imprinted ones)
+IMPRINTED, FITTED = "imprint", "linearfit"
+METHODS = (IMPRINTED, FITTED)
 TEMPERATURE = 16.0  # logits = 16 x cosine: a clear margin of 0.2 in cosine is 96% against 4%
 
 
@@ -130,7 +133,7 @@ class Head:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": METHOD,
+            "method": IMPRINTED if self.rows is None else FITTED,
             "mode": self.mode,
             "labels": list(self.labels),
             "base_labels": list(self.base_labels),
@@ -149,8 +152,11 @@ class Head:
         """Validate the JSON form; a one-line MetadataError for anything malformed."""
         if not isinstance(data, dict):
             raise MetadataError("metadata head is not a JSON object")
-        if data.get("method") != METHOD:
-            raise MetadataError(f"unknown head method {data.get('method')!r} (this version knows {METHOD!r})")
+        method = data.get("method")
+        if method not in METHODS:
+            raise MetadataError(f"unknown head method {method!r} (this version knows {', '.join(METHODS)})")
+        if (method == FITTED) != ("rows" in data):
+            raise MetadataError(f"a head of method {method!r} {'needs' if method == FITTED else 'has no'} rows")
         try:
             labels = tuple(data["labels"])
             return cls(

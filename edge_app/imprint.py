@@ -30,6 +30,16 @@ COVER = 0.8  # extend mode: the share of the taught views each new class must wi
 
 
 @dataclass(frozen=True)
+class References:
+    """Pictures of the base's own classes (`--base-data`): embeddings (n, views, dim), base logits (n, views,
+    classes), and the index of the folder (base class) each came from."""
+
+    embedding: np.ndarray
+    logits: np.ndarray
+    folder: np.ndarray
+
+
+@dataclass(frozen=True)
 class BaseHead:
     """What extend mode needs of the base head: its rows' mean norm and mean bias (in logit units)."""
 
@@ -74,7 +84,7 @@ def fit(
     base: BaseHead,
     view_weights: tuple[float, ...],
     prior: Head | None = None,
-    references: tuple[np.ndarray, np.ndarray] | None = None,
+    references: References | None = None,
 ) -> Head:
     """The head for `embeddings` {label: (embedding (n, views, dim), base logits (n, views, classes))}, added to
     what `prior` (a taught base's head) already knows. With `references` (embeddings and base logits of pictures
@@ -118,7 +128,7 @@ def fit(
 def _fit(
     head: Head,
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]],
-    references: tuple[np.ndarray, np.ndarray],
+    references: References,
     prior: Head | None,
 ) -> Head:
     """The rows of the classes pictured now, fitted against the references beside the base logits (`linearfit`).
@@ -128,10 +138,13 @@ def _fit(
     pictures taught is kept in that row, since the pictures themselves are not."""
     if prior is not None and prior.rows is None:
         raise TeachError(
-            "the base was taught without --base-data; teach it again without --base-data, or teach the original "
-            "model with all the pictures and --base-data"
+            "the base's taught classes were imprinted, not fitted against base pictures (taught without "
+            "--base-data, or by an older edgeclf): teach it again without --base-data, or teach the original model "
+            "with all the pictures and --base-data"
         )
-    ref_emb, ref_logits = references
+    ref_emb, ref_logits = references.embedding, references.logits
+    # each base folder weighs as much as each taught class, however many pictures it holds
+    per_folder = np.bincount(references.folder)
     known = len(prior.labels) if prior is not None else 0
     rows = np.zeros_like(head.sums)
     bias = head.bias.copy()
@@ -146,7 +159,7 @@ def _fit(
 
     samples, logits = [ref_emb], [fixed(ref_emb, ref_logits)]
     target = [np.full(len(ref_emb), -1)]
-    weight = [np.full(len(ref_emb), len(head.base_labels) / len(ref_emb))]  # the references weigh one class each
+    weight = [1.0 / per_folder[references.folder]]
     for j, (emb, base) in enumerate(embeddings.values()):
         samples.append(emb)
         logits.append(fixed(emb, base))
@@ -160,6 +173,7 @@ def _fit(
         np.concatenate(weight),
         np.where(again[:, None], rows[fitted], imprinted),
         np.where(again, bias[fitted], head.base_bias),
+        head.view_weights,
         anchor=np.where(again[:, None], rows[fitted], 0.0),
     )
     return replace(head, rows=rows.astype(np.float32), bias=bias.astype(np.float32))

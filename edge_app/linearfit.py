@@ -7,9 +7,9 @@ nearest base sibling (a dog for a cat) shares most of its direction, and only a 
 part that tells them apart. Few pictures and many parameters (one per embedding dimension) overfit, so the
 rows are kept small (L2) and start from the imprinted rows.
 
-The loss is the cross-entropy of one softmax over [base logits, taught logits] per view. Each base class
-weighs as much as each taught class (the references together weigh as many classes as the base has), so a
-new class's handful of pictures is not drowned by hundreds of references.
+The loss is the cross-entropy of one softmax over [fixed logits, taught logits] per view, each view weighted
+as the model averages its views. The fixed logits never change, so they enter only through their
+log-sum-exp, computed once: a step costs the taught columns alone, however many classes the base has.
 """
 
 from __future__ import annotations
@@ -21,6 +21,53 @@ RATE = 0.05
 DECAY = 0.01  # L2 on the rows, relative to a loss whose weights sum to 1: picked on a validation split
 
 
+class Problem:
+    """One fit's data, flattened to one row per view, with what never changes computed once."""
+
+    def __init__(
+        self,
+        embedding: np.ndarray,
+        fixed_logits: np.ndarray,
+        target: np.ndarray,
+        weight: np.ndarray,
+        view_weights: tuple[float, ...],
+        classes: int,
+    ) -> None:
+        n, views, dim = embedding.shape
+        if fixed_logits.shape[:2] != (n, views) or target.shape != (n,) or weight.shape != (n,):
+            raise ValueError("embedding, fixed logits, target and weight disagree in their sample and view counts")
+        if len(view_weights) != views:
+            raise ValueError(f"{len(view_weights)} view weight(s) for {views} view(s)")
+        self.x = embedding.reshape(n * views, dim).astype(np.float32)
+        fixed = fixed_logits.reshape(n * views, -1).astype(np.float64)
+        top = fixed.max(axis=1)
+        self.fixed_lse = top + np.log(np.exp(fixed - top[:, None]).sum(axis=1))
+        per_view = np.asarray(view_weights, dtype=np.float64) / np.sum(view_weights)
+        w = (weight.astype(np.float64)[:, None] * per_view[None, :]).reshape(-1)
+        self.w = w / w.sum()
+        taught = np.repeat(target, views)
+        self.onehot = np.zeros((n * views, classes), dtype=np.float64)
+        mine = np.flatnonzero(taught >= 0)
+        self.onehot[mine, taught[mine]] = 1.0
+
+    def loss_and_grad(
+        self, rows: np.ndarray, bias: np.ndarray, anchor: np.ndarray | float, decay: float
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The weighted cross-entropy (references: of the fixed classes together) plus decay x |rows - anchor|^2,
+        and its gradient with respect to rows and bias."""
+        z = (self.x @ rows.T.astype(np.float32)).astype(np.float64) + bias
+        top = np.maximum(z.max(axis=1), self.fixed_lse)
+        exp_taught = np.exp(z - top[:, None])
+        denom = np.exp(self.fixed_lse - top) + exp_taught.sum(axis=1)
+        p = exp_taught / denom[:, None]
+        log_denom = top + np.log(denom)
+        own = np.where(self.onehot.any(axis=1), (z * self.onehot).sum(axis=1), self.fixed_lse)
+        loss = float((self.w * (log_denom - own)).sum() + decay * ((rows - anchor) ** 2).sum())
+        g = (p - self.onehot) * self.w[:, None]
+        grad_rows = (g.T.astype(np.float32) @ self.x).astype(np.float64) + 2.0 * decay * (rows - anchor)
+        return loss, grad_rows, g.sum(axis=0)
+
+
 def fit_rows(
     embedding: np.ndarray,
     fixed_logits: np.ndarray,
@@ -28,6 +75,7 @@ def fit_rows(
     weight: np.ndarray,
     rows: np.ndarray,
     bias: np.ndarray,
+    view_weights: tuple[float, ...],
     anchor: np.ndarray | float = 0.0,
     steps: int = STEPS,
     decay: float = DECAY,
@@ -36,27 +84,13 @@ def fit_rows(
 
     embedding (n, views, dim) and fixed_logits (n, views, fixed) of each sample; target (n,) the taught class
     index of a sample, or -1 for a sample of a fixed (base) class; weight (n,) each sample's share of the loss;
-    rows, bias: where the fit starts; anchor: what the L2 term holds the rows near (a row fitted earlier, or 0).
-    Full-batch Adam: deterministic, and a few hundred steps over a few
-    thousand samples take well under a second."""
-    n, views, dim = embedding.shape
-    x = embedding.reshape(n * views, dim).astype(np.float64)
-    fixed = fixed_logits.reshape(n * views, -1).astype(np.float64)
-    taught = np.repeat(target, views)
-    w = np.repeat(weight.astype(np.float64), views)
-    w /= w.sum()
-    onehot = np.zeros((n * views, len(rows)))
-    mine = taught >= 0
-    onehot[np.flatnonzero(mine), taught[mine]] = 1.0
+    rows, bias: where the fit starts; view_weights: how the model averages its views; anchor: what the L2
+    term holds the rows near (a row fitted earlier, or 0). Full-batch Adam: deterministic."""
+    problem = Problem(embedding, fixed_logits, target, weight, view_weights, len(rows))
     params = [rows.astype(np.float64).copy(), bias.astype(np.float64).copy()]
     moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
     for step in range(1, steps + 1):
-        z = np.concatenate([fixed, x @ params[0].T + params[1]], axis=1)
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        g = (p[:, fixed.shape[1] :] - onehot) * w[:, None]
-        grads = (g.T @ x + 2.0 * decay * (params[0] - anchor), g.sum(axis=0))
+        _, *grads = problem.loss_and_grad(params[0], params[1], anchor, decay)
         for param, grad, (m, v) in zip(params, grads, moments):
             m *= 0.9
             m += 0.1 * grad

@@ -193,10 +193,8 @@ def teach(config: TeachConfig) -> TeachResult:
     )
 
 
-def _references(
-    config: TeachConfig, exposed: Classifier, base_labels: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Embeddings and base logits of --base-data's pictures (folders named as base classes), or None."""
+def _references(config: TeachConfig, exposed: Classifier, base_labels: tuple[str, ...]) -> imprint.References | None:
+    """Embeddings, base logits and folder of --base-data's pictures (folders named as base classes), or None."""
     if config.base_data is None:
         return None
     pictures = pick_shots(config.base_data, config.base_shots, config.seed)
@@ -204,7 +202,8 @@ def _references(
     if unknown:
         raise TeachError(f"--base-data folder(s) {', '.join(unknown)} are not classes of the base model")
     parts = [embed(exposed, images) for images in pictures.images.values()]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    folder = np.concatenate([np.full(len(images), i) for i, images in enumerate(pictures.images.values())])
+    return imprint.References(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), folder)
 
 
 def _metrics(info: ModelInfo, head: Head, config: TeachConfig) -> dict[str, object]:

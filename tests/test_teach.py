@@ -357,8 +357,11 @@ def test_base_pictures_let_a_new_class_be_told_from_its_base_sibling(shipped_mod
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_malformed_fitted_head_is_one_line():
+def test_a_malformed_fitted_head_is_one_line(monkeypatch):
     """The fitted rows are read back only when they are finite and of the taught classes' shape."""
+    from dataclasses import replace
+
+    from edgeclf.edge_app import head as head_module
     from edgeclf.edge_app.head import Head, encode
 
     rng = np.random.default_rng(0)
@@ -373,3 +376,15 @@ def test_a_malformed_fitted_head_is_one_line():
             Head.from_dict({**head.to_dict(), "rows": rows})
     with pytest.raises(MetadataError, match="rows must be an extend head's"):
         Head("replace", ("a", "b"), (), sums, (3, 3), np.zeros(2, np.float32), (1.0,), 1.0, 0.0, sums)
+    # a fitted head is its own method: a reader that knows only imprinted heads refuses it instead of scoring
+    # its rows' biases with the imprinted formula (the reader of the commit before fitted heads did that)
+    assert head.to_dict()["method"] == "linearfit" and replace(head, rows=None).to_dict()["method"] == "imprint"
+    for method in ("imprint", "linearfit"):
+        data = {**head.to_dict(), "method": method}
+        if method == "linearfit":
+            data.pop("rows")
+        with pytest.raises(MetadataError, match=f"a head of method '{method}' (needs|has no) rows"):
+            Head.from_dict(data)
+    monkeypatch.setattr(head_module, "METHODS", ("imprint",))
+    with pytest.raises(MetadataError, match="unknown head method 'linearfit'"):
+        Head.from_dict(head.to_dict())

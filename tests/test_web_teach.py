@@ -305,7 +305,7 @@ def test_learn_in_extend_mode_uses_the_servers_base_pictures(serve, tmp_path):
 
     base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "airplane")}, 0, 10)
     fitted = {}
-    for name, options in (("free", {}), ("capped", {"base_data": base_data})):
+    for name, options in (("imprinted", {}), ("fitted", {"base_data": base_data})):
         client = serve(**options)
         kittens = [(io.BytesIO(p.read_bytes()), p.name) for p in sorted(base_data.glob("cat/*"))]
         assert upload(client, "kitten", kittens).status_code == 200
@@ -314,4 +314,4 @@ def test_learn_in_extend_mode_uses_the_servers_base_pictures(serve, tmp_path):
         head = metadata.load_info(tmp_path / "db" / "taught" / learned.get_json()["model"]).head
         fitted[name] = head.rows is not None
         shutil.rmtree(tmp_path / "db")
-    assert fitted == {"free": False, "capped": True}
+    assert fitted == {"imprinted": False, "fitted": True}

@@ -85,7 +85,7 @@ class Teaching:
         self, root: Path, taught: Path, deploy: Deployer, threads: int | None = None, base_data: Path | None = None
     ) -> None:
         self.root = root
-        self.base_data = base_data  # pictures of the base's classes: extend mode's cap (teach --base-data)
+        self.base_data = base_data  # pictures of the base's classes: extend fits against them (teach --base-data)
         self.taught = taught
         self.deploy = deploy
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)  # the rest stay with the live loop

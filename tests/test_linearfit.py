@@ -1,0 +1,109 @@
+"""The logistic regression that fits taught rows beside fixed base logits (`teach --base-data`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeclf.edge_app.linearfit import Problem, fit_rows
+
+pytestmark = pytest.mark.device
+
+
+def problem(seed: int = 0, n: int = 23, views: int = 3, dim: int = 7, fixed: int = 5, taught: int = 3):
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, views, dim))
+    logits = rng.normal(size=(n, views, fixed)) * 2
+    target = rng.integers(-1, taught, n)
+    weight = rng.uniform(0.1, 1.0, n)
+    return emb, logits, target, weight, (0.5, 0.3, 0.2)[:views]
+
+
+def full_loss(emb, logits, target, weight, view_weights, rows, bias, anchor, decay):
+    """The loss written out directly: a softmax over [fixed, taught] per view; a reference's own class is the
+    fixed classes together."""
+    total = 0.0
+    w = weight[:, None] * np.asarray(view_weights)[None] / np.sum(view_weights)
+    w = w / w.sum()
+    for i in range(len(emb)):
+        for v in range(emb.shape[1]):
+            z = np.concatenate([logits[i, v], emb[i, v] @ rows.T + bias])
+            p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            own = p[: logits.shape[-1]].sum() if target[i] < 0 else p[logits.shape[-1] + target[i]]
+            total -= w[i, v] * np.log(own)
+    return total + decay * ((rows - anchor) ** 2).sum()
+
+
+def test_the_loss_and_its_gradient_match_the_definition_and_finite_differences():
+    emb, logits, target, weight, vw = problem()
+    rng = np.random.default_rng(1)
+    rows, bias, anchor = rng.normal(size=(3, 7)), rng.normal(size=3), rng.normal(size=(3, 7))
+    p = Problem(emb, logits, target, weight, vw, 3)
+    loss, g_rows, g_bias = p.loss_and_grad(rows, bias, anchor, 0.1)
+    assert loss == pytest.approx(full_loss(emb, logits, target, weight, vw, rows, bias, anchor, 0.1), rel=1e-5)
+    eps = 1e-4
+    for param, grad in ((rows, g_rows), (bias, g_bias)):
+        numeric = np.zeros_like(param)
+        for idx in np.ndindex(param.shape):
+            up, down = param.copy(), param.copy()
+            up[idx] += eps
+            down[idx] -= eps
+            args = [(up, bias) if param is rows else (rows, up), (down, bias) if param is rows else (rows, down)]
+            numeric[idx] = (p.loss_and_grad(*args[0], anchor, 0.1)[0] - p.loss_and_grad(*args[1], anchor, 0.1)[0]) / (
+                2 * eps
+            )
+        np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_a_fit_tells_a_taught_class_from_the_base_classes():
+    """Two fixed classes score +-x[0]; a taught class lives where x[1] is large. Started from zero rows, the
+    fit must find x[1], lowering the loss, and classify held-out points."""
+    rng = np.random.default_rng(0)
+
+    def sample(n: int, taught: bool) -> np.ndarray:
+        x = rng.normal(size=(n, 1, 4))
+        x[..., 1] += 4.0 if taught else 0.0
+        return x
+
+    base, mine = sample(200, False), sample(10, True)
+    emb = np.concatenate([base, mine])
+    fixed = np.concatenate([emb[..., :1], -emb[..., :1]], axis=-1)
+    target = np.r_[np.full(200, -1), np.zeros(10, int)]
+    weight = np.r_[np.full(200, 2 / 200), np.full(10, 1 / 10)]
+    p = Problem(emb, fixed, target, weight, (1.0,), 1)
+    rows, bias = fit_rows(emb, fixed, target, weight, np.zeros((1, 4)), np.zeros(1), (1.0,))
+    assert (
+        p.loss_and_grad(rows, bias, 0.0, 0.01)[0] < 0.5 * p.loss_and_grad(np.zeros((1, 4)), np.zeros(1), 0.0, 0.01)[0]
+    )
+    assert np.argmax(np.abs(rows[0])) == 1
+    held_base, held_mine = sample(200, False)[:, 0], sample(200, True)[:, 0]
+    for points, taught in ((held_base, False), (held_mine, True)):
+        wins = (points @ rows[0] + bias[0]) > np.abs(points[:, 0])
+        assert wins.mean() > 0.9 if taught else wins.mean() < 0.1
+
+
+def test_mismatched_inputs_are_refused():
+    emb, logits, target, weight, vw = problem()
+    with pytest.raises(ValueError, match="disagree"):
+        Problem(emb, logits[:-1], target, weight, vw, 3)
+    with pytest.raises(ValueError, match="2 view weight"):
+        Problem(emb, logits, target, weight, (0.5, 0.5), 3)
+
+
+def test_each_base_folder_weighs_as_much_as_a_taught_class_however_many_pictures_it_holds():
+    """imprint's fit with references: giving one base folder's pictures twice changes nothing (each folder
+    weighs one class), where weighting every reference picture alike would let the larger folder dominate."""
+    from edgeclf.edge_app import imprint
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(30, 2, 6)).astype(np.float32)
+    ref_logits = rng.normal(size=(30, 2, 3)).astype(np.float32)
+    folder = np.repeat([0, 1, 2], 10)
+    mine = (rng.normal(size=(4, 2, 6)) + 2).astype(np.float32), rng.normal(size=(4, 2, 3)).astype(np.float32)
+    base = imprint.BaseHead(1.0, 0.0)
+    heads = []
+    for twice in (False, True):
+        idx = np.r_[np.arange(30), np.arange(10)] if twice else np.arange(30)
+        refs = imprint.References(ref[idx], ref_logits[idx], folder[idx])
+        heads.append(imprint.fit({"new": mine}, "extend", ("a", "b", "c"), base, (0.5, 0.5), None, refs))
+    np.testing.assert_allclose(heads[0].rows, heads[1].rows, rtol=1e-4, atol=1e-5)
