@@ -77,11 +77,11 @@ class TeachResult:
     info: ModelInfo = field(repr=False)
 
 
-def pick_shots(data: Path, shots: int | None, seed: int) -> Shots:
+def pick_shots(data: Path, shots: int | None, seed: int, option: str = "--data") -> Shots:
     """Up to `shots` decodable pictures per label folder of `data`, drawn with `seed`; unreadable files are
-    skipped (the next one is drawn) and counted."""
+    skipped (the next one is drawn) and counted. `option` names `data` in messages."""
     if not data.is_dir():
-        raise TeachError(f"--data {data} is not a folder of label folders (<data>/<label>/<images>)")
+        raise TeachError(f"{option} {data} is not a folder of label folders (<dir>/<label>/<images>)")
     labels = class_names(data)
     rng = np.random.default_rng(seed)
     picked: dict[str, list[np.ndarray]] = {}
@@ -201,7 +201,7 @@ def _references(config: TeachConfig, exposed: Classifier, base_labels: tuple[str
     """Embeddings, base logits and folder of --base-data's pictures (folders named as base classes), or None."""
     if config.base_data is None:
         return None
-    pictures = pick_shots(config.base_data, config.base_shots, config.seed)
+    pictures = pick_shots(config.base_data, config.base_shots, config.seed, "--base-data")
     unknown = [label for label in pictures.images if label not in base_labels]
     if unknown:
         raise TeachError(f"--base-data folder(s) {', '.join(unknown)} are not classes of the base model")

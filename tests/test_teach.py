@@ -350,6 +350,7 @@ def test_base_pictures_let_a_new_class_be_told_from_its_base_sibling(shipped_mod
         (["--base-data", str(base_data)], "replace mode does not use it"),
         (["--mode", "extend", "--base-data", str(kittens)], "kitten are not classes of the base model"),
         (["--mode", "extend", "--base-data", str(base_data), "--base-shots", "0"], "--base-shots must be at least 1"),
+        (["--mode", "extend", "--base-data", str(CIFAR1000 / "README.md")], "--base-data " + str(CIFAR1000)),
     ):
         out = str(tmp_path / "x.tflite")
         code = main([str(shipped_models["default"]), "--data", str(kittens), "--out", out, *argv])
