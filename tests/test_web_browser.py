@@ -183,8 +183,12 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
         ] == [("my scene", "6")]
         assert browser.find_element(By.ID, "mode").get_attribute("value") == "extend"
         browser.find_element(By.ID, "learn").click()
-        learned = WebDriverWait(browser, 60).until(ec.visibility_of_element_located((By.ID, "message")))
-        assert learned.text.startswith("learned 1 class(es) in ") and "now taught-" in learned.text
+        # the page before Learn shows the capture's #message too: wait for the new page's text, re-finding the
+        # element on each poll (reading the old one while the form posts is a StaleElementReferenceException)
+        WebDriverWait(browser, 60).until(
+            ec.text_to_be_present_in_element((By.ID, "message"), "learned 1 class(es) in ")
+        )
+        assert "now taught-" in browser.find_element(By.ID, "message").text
         assert browser.find_element(By.ID, "model").text.startswith("taught-")
         assert "11 classes in extend mode" in browser.find_element(By.ID, "learned").text
         WebDriverWait(browser, 10).until(
@@ -207,8 +211,8 @@ def test_teach_from_a_video_then_the_live_page_says_the_new_label(browser, tmp_p
         frames[0].click()
         browser.find_element(By.ID, "review-label").send_keys("my scene")
         browser.find_element(By.ID, "assign").click()
-        done = WebDriverWait(browser, 20).until(ec.visibility_of_element_located((By.ID, "message")))
-        assert done.text == "1 item(s) labelled my scene"
+        WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.ID, "message"), "labelled my scene"))
+        assert browser.find_element(By.ID, "message").text == "1 item(s) labelled my scene"
         assert len(browser.find_elements(By.CSS_SELECTOR, "#frames input[name=items]")) == 3
         assert csp_violations(browser) == []
         wide = phone_width_problems(browser, base, {"teach": "/teach", "review": "/review"})
