@@ -138,6 +138,9 @@ def test_a_second_learn_at_once_is_409(serve):
 def test_capture_from_the_live_feed_then_learn(serve, tmp_path):
     client = serve(source=str(CLIP))
     wait_until(lambda: client.get("/api/live").get_json()["frames"] >= 2, 30, "the first live frames")
+    page = client.get("/teach").data.decode()
+    # the page refreshes its frame with one script, in the page's body: not also as text inside <title>
+    assert "<title>edgeclf · Teach</title>" in page and page.count('getElementById("frame")') == 1
     r = client.post("/api/teach/capture", data={"label": "scene", "count": "4"})
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["saved"] == 4
