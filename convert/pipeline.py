@@ -20,8 +20,8 @@ from edgeclf.edge_app.contract import InputSpec, ModelInfo
 from edgeclf.edge_app.datasets import ImageSet
 from edgeclf.edge_app.errors import EdgeClfError
 from edgeclf.train.data import DataSpec, Splits, load_splits, stratified_split
-from edgeclf.train.kerasfile import KERAS_SUFFIXES, load_keras
 from edgeclf.train.kerasfile import check_archive as _check_keras_archive
+from edgeclf.train.kerasfile import load_keras, locate
 from edgeclf.train.macs import count_macs
 
 
@@ -36,21 +36,8 @@ class ConvertResult:
 
 def resolve_source(source: str | Path) -> tuple[Path, RunRecord | None]:
     """(Keras file, its checked run.json or None) for a run folder or a Keras file."""
-    source = Path(source)
-    if source.is_dir():
-        model = source / "model.keras"
-        if not model.is_file():
-            raise EdgeClfError(f"{source} is not a run folder (no model.keras in it)")
-    elif source.is_file():
-        if source.suffix not in KERAS_SUFFIXES:
-            raise EdgeClfError(f"{source} is not a Keras model (expected a run folder, .keras or .h5)")
-        model = source
-    else:
-        raise EdgeClfError(f"no such run folder or Keras file: {source}")
-    run_file = model.parent / RUN_FILE
-    if not run_file.is_file():
-        return model, None
-    return model, read_run(run_file)
+    model, run_file = locate(source)
+    return model, None if run_file is None else read_run(run_file)
 
 
 def _base_info(model: Any, run: RunRecord | None, data: DataSpec, lone: LoneContract | None) -> ModelInfo:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeclf.edge_app.errors import EdgeClfError, require
+from edgeclf.train.report import RUN_FILE
 
 try:
     from lzma import LZMAError
@@ -17,6 +18,25 @@ except ImportError:  # a Python built without liblzma: zipfile cannot inflate LZ
 
 KERAS_SUFFIXES = (".keras", ".h5")
 MAX_KERAS_CONFIG = 64 * 2**20  # a model's architecture JSON; far above any real one, below a zip bomb
+
+
+def locate(path: str | Path, option: str = "") -> tuple[Path, Path | None]:
+    """(the Keras file, the run.json beside it or None) for a run folder of `edgeclf train` or a Keras file;
+    `option` (e.g. "--init") starts each message, for the command line that named the path."""
+    path = Path(path)
+    lead = f"{option} " if option else ""
+    if path.is_dir():
+        model = path / "model.keras"
+        if not model.is_file():
+            raise EdgeClfError(f"{lead}{path}: no model.keras in it, so not a run folder of `edgeclf train`")
+    elif path.is_file():
+        if path.suffix not in KERAS_SUFFIXES:
+            raise EdgeClfError(f"{lead}{path} is not a Keras model (give a run folder, a .keras or a .h5 file)")
+        model = path
+    else:
+        raise EdgeClfError(f"{lead}{path}: no such run folder or Keras file")
+    run_file = model.parent / RUN_FILE
+    return model, run_file if run_file.is_file() else None
 
 
 def load_keras(path: Path) -> Any:

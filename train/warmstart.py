@@ -27,8 +27,6 @@ from edgeclf.train.jsonfile import read_json
 if TYPE_CHECKING:
     from edgeclf.train.fit import TrainConfig
 
-RUN_FILE = "run.json"
-
 
 @dataclass(frozen=True)
 class InitSource:
@@ -56,20 +54,8 @@ class InitSource:
 
 
 def model_file(path: str | Path) -> tuple[Path, Path | None]:
-    """(the Keras file, the run.json beside it or None) for a run folder or a Keras file."""
-    path = Path(path)
-    if path.is_dir():
-        model = path / "model.keras"
-        if not model.is_file():
-            raise EdgeClfError(f"--init {path}: no model.keras in it, so not a run folder of `edgeclf train`")
-    elif path.is_file():
-        if path.suffix not in kerasfile.KERAS_SUFFIXES:
-            raise EdgeClfError(f"--init {path}: not a Keras model (give a run folder, a .keras or a .h5 file)")
-        model = path
-    else:
-        raise EdgeClfError(f"--init {path}: no such run folder or Keras file")
-    run_file = model.parent / RUN_FILE
-    return model, run_file if run_file.is_file() else None
+    """(the Keras file, the run.json beside it or None) for --init's run folder or Keras file."""
+    return kerasfile.locate(path, "--init")
 
 
 def load_model(path: Path) -> Any:
