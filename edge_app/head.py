@@ -105,10 +105,10 @@ class Head:
             return embedding @ self.rows.T + self.bias
         means = self.means
         center = means.mean(axis=0)
-        rel = _unit(_unit(embedding) - center) @ _unit(means - center).T
+        rel = unit(unit(embedding) - center) @ unit(means - center).T
         if self.mode == "replace":
             return TEMPERATURE * rel + self.bias
-        gate = self.base_norm * (embedding @ _unit(means).T) + self.bias
+        gate = self.base_norm * (embedding @ unit(means).T) + self.bias
         return gate + TEMPERATURE * (rel - rel.mean(axis=-1, keepdims=True))
 
     def logits(self, embedding: np.ndarray, base_logits: np.ndarray | None) -> np.ndarray:
@@ -185,5 +185,6 @@ def view_probabilities(logits: np.ndarray, view_weights: tuple[float, ...]) -> n
     return np.einsum("v,nvc->nc", w / w.sum(), probs)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """Each vector along the last axis scaled to length 1 (a zero vector stays zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

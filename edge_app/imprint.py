@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeclf.edge_app.errors import TeachError
-from edgeclf.edge_app.head import Head
+from edgeclf.edge_app.head import Head, unit
 from edgeclf.edge_app.linearfit import fit_rows
 from edgeclf.edge_app.tflite_graph import HeadSite
 
@@ -95,8 +95,8 @@ def fit(
     shots = list(prior.shots) if prior is not None else []
     bias = list(prior.bias) if prior is not None else []
     for label, (emb, _) in embeddings.items():
-        unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
-        total = unit.mean(axis=1).sum(axis=0)  # one picture counts once, however many views the model runs
+        units = unit(emb)
+        total = units.mean(axis=1).sum(axis=0)  # one picture counts once, however many views the model runs
         if label in labels:
             i = labels.index(label)
             sums[i], shots[i] = sums[i] + total, shots[i] + len(emb)
@@ -165,7 +165,7 @@ def _fit(
         logits.append(fixed(emb, base))
         target.append(np.full(len(emb), j))
         weight.append(np.full(len(emb), 1.0 / len(emb)))
-    imprinted = _unit(head.means[fitted]) * head.base_norm
+    imprinted = unit(head.means[fitted]) * head.base_norm
     rows[fitted], bias[fitted] = fit_rows(
         np.concatenate(samples),
         np.concatenate(logits),
@@ -179,10 +179,6 @@ def _fit(
     return replace(head, rows=rows.astype(np.float32), bias=bias.astype(np.float32))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Head:
     """Set each newly pictured class's bias so that `COVER` of its pictures' views score above every base class.
 
@@ -194,7 +190,7 @@ def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]])
     for label, (emb, logits) in embeddings.items():
         i = head.labels.index(label)
         n, views = emb.shape[:2]
-        unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+        units = unit(emb)
         margins = []
         if n == 1 and views == 1:
             groups = [(np.s_[0:1, 0:1], 0.0)]  # nothing to leave out: the picture against its own mean
@@ -203,7 +199,7 @@ def _calibrate(head: Head, embeddings: dict[str, tuple[np.ndarray, np.ndarray]])
         else:
             groups = [(np.s_[j : j + 1, :], 1.0) for j in range(n)]
         for part, weight in groups:
-            left = unit[part].sum(axis=(0, 1)) / unit[part].shape[1] * weight
+            left = units[part].sum(axis=(0, 1)) / units[part].shape[1] * weight
             sums, shots = head.sums.copy(), list(head.shots)
             sums[i] -= left
             shots[i] -= weight

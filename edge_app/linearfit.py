@@ -47,8 +47,8 @@ class Problem:
         self.w = w / w.sum()
         taught = np.repeat(target, views)
         self.onehot = np.zeros((n * views, classes), dtype=np.float64)
-        mine = np.flatnonzero(taught >= 0)
-        self.onehot[mine, taught[mine]] = 1.0
+        self.taught = taught >= 0
+        self.onehot[self.taught, taught[self.taught]] = 1.0
 
     def loss_and_grad(
         self, rows: np.ndarray, bias: np.ndarray, anchor: np.ndarray | float, decay: float
@@ -61,7 +61,7 @@ class Problem:
         denom = np.exp(self.fixed_lse - top) + exp_taught.sum(axis=1)
         p = exp_taught / denom[:, None]
         log_denom = top + np.log(denom)
-        own = np.where(self.onehot.any(axis=1), (z * self.onehot).sum(axis=1), self.fixed_lse)
+        own = np.where(self.taught, (z * self.onehot).sum(axis=1), self.fixed_lse)
         loss = float((self.w * (log_denom - own)).sum() + decay * ((rows - anchor) ** 2).sum())
         g = (p - self.onehot) * self.w[:, None]
         grad_rows = (g.T.astype(np.float32) @ self.x).astype(np.float64) + 2.0 * decay * (rows - anchor)
