@@ -54,6 +54,7 @@ class TeachConfig:
     threads: int | None = None
     base_data: Path | None = None
     base_shots: int = BASE_SHOTS
+    base_cost: float | None = None  # percent; None: imprint.COST when --base-data is given
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TeachResult:
     seconds: float
     taught_accuracy: float
     info: ModelInfo = field(repr=False)
+    base_taken: float | None = None  # with --base-data: the share of its pictures the taught classes take
 
 
 def pick_shots(data: Path, shots: int | None, seed: int, option: str = "--data") -> Shots:
@@ -161,6 +163,10 @@ def teach(config: TeachConfig) -> TeachResult:
         raise TeachError(f"base model not found: {config.base}")
     if config.base_data is not None and config.mode != "extend":
         raise TeachError("--base-data calibrates extend mode; replace mode does not use it")
+    if config.base_cost is not None and config.base_data is None:
+        raise TeachError("--base-cost needs --base-data: it is a share of those pictures")
+    if config.base_cost is not None and not 0 < config.base_cost < 100:
+        raise TeachError(f"--base-cost must be above 0 and below 100, got {config.base_cost:g}")
     if config.out.resolve() == config.base.resolve():
         raise TeachError("--out must differ from the base model (the base is read while the new one is written)")
     info, known = _base(config)
@@ -183,7 +189,8 @@ def teach(config: TeachConfig) -> TeachResult:
     weights = prior.view_weights if prior is not None else view_weights(info.metrics.get("tta"), views)
     references = _references(config, exposed, base_labels)
     head = imprint.fit(embeddings, config.mode, base_labels, base_head, weights, prior, references)
-    taught = info.with_changes(labels=head.all_labels, head=head, metrics=_metrics(info, head, config))
+    taken = None if references is None else imprint.base_taken(head, references, list(embeddings))
+    taught = info.with_changes(labels=head.all_labels, head=head, metrics=_metrics(info, head, config, taken))
     metadata.write_model(config.out, content, taught)
     check = Classifier(config.out, runtime=config.runtime, threads=config.threads)
     return TeachResult(
@@ -194,6 +201,7 @@ def teach(config: TeachConfig) -> TeachResult:
         seconds=time.perf_counter() - start,
         taught_accuracy=_accuracy(check, shots.images),
         info=taught,
+        base_taken=taken,
     )
 
 
@@ -207,13 +215,19 @@ def _references(config: TeachConfig, exposed: Classifier, base_labels: tuple[str
         raise TeachError(f"--base-data folder(s) {', '.join(unknown)} are not classes of the base model")
     parts = [embed(exposed, images) for images in pictures.images.values()]
     folder = np.concatenate([np.full(len(images), i) for i, images in enumerate(pictures.images.values())])
-    return imprint.References(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), folder)
+    cost = imprint.COST if config.base_cost is None else config.base_cost / 100
+    return imprint.References(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), folder, cost
+    )
 
 
-def _metrics(info: ModelInfo, head: Head, config: TeachConfig) -> dict[str, object]:
+def _metrics(info: ModelInfo, head: Head, config: TeachConfig, taken: float | None) -> dict[str, object]:
     """The base's measured accuracy no longer applies; its graph facts (views, MACs, ops) still do."""
     kept = {k: v for k, v in info.metrics.items() if k in ("tta", "macs", "io", "ops", "op_types", "float_ops")}
-    return {**kept, "taught_from": config.base.name, "taught_shots": dict(zip(head.labels, head.shots))}
+    taught = {"taught_from": config.base.name, "taught_shots": dict(zip(head.labels, head.shots))}
+    if taken is not None:
+        taught["taught_base_data_taken"] = round(taken, 4)
+    return {**kept, **taught}
 
 
 def _accuracy(cls: Classifier, images: dict[str, list[np.ndarray]]) -> float:
@@ -259,8 +273,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--base-shots",
         type=int,
         default=BASE_SHOTS,
-        help=f"--base-data pictures per class, drawn with --seed (default {BASE_SHOTS}); more keep the base classes "
-        "safer and learn the new ones more cautiously",
+        help=f"--base-data pictures per class, drawn with --seed (default {BASE_SHOTS})",
+    )
+    parser.add_argument(
+        "--base-cost",
+        type=float,
+        metavar="PERCENT",
+        help=f"with --base-data: the classes taught now may take at most this percent of the --base-data pictures "
+        f"(each folder weighing the same; default {imprint.COST * 100:g}). Higher wins more of the new classes' "
+        "pictures and loses more of the base classes'; pictures the fit has not seen are taken somewhat more often",
     )
     parser.add_argument("--labels", type=Path, help="the base's labels file, for a model without metadata (extend)")
     parser.add_argument("--mean", type=rgb_triple, help="input mean for a model without metadata (default 127.5)")
@@ -280,6 +301,9 @@ def _main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         f"taught {len(result.shots)} label(s) ({shots} picture(s)) in {config.mode} mode onto {config.base.name}: "
         f"{config.out} knows {len(result.labels)} classes{skipped}"
     )
+    if result.base_taken is not None:
+        cost = imprint.COST if config.base_cost is None else config.base_cost / 100
+        print(f"the taught classes take {result.base_taken:.1%} of the --base-data pictures (at most {cost:.1%})")
     print(
         f"accuracy on the taught pictures {result.taught_accuracy:.1%}; {result.seconds:.2f} s, "
         f"peak RSS {peak_rss_mb():.0f} MB"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeclf.edge_app.linearfit import Problem, fit_rows
+from edgeclf.edge_app.linearfit import Problem, budget_shift, fit_rows
 
 pytestmark = pytest.mark.device
 
@@ -71,7 +71,7 @@ def test_a_fit_tells_a_taught_class_from_the_base_classes():
     target = np.r_[np.full(200, -1), np.zeros(10, int)]
     weight = np.r_[np.full(200, 2 / 200), np.full(10, 1 / 10)]
     p = Problem(emb, fixed, target, weight, (1.0,), 1)
-    rows, bias = fit_rows(emb, fixed, target, weight, np.zeros((1, 4)), np.zeros(1), (1.0,))
+    rows, bias = fit_rows(emb, fixed, target, weight, np.zeros((1, 4)), np.zeros(1), (1.0,), decay=0.01)
     assert (
         p.loss_and_grad(rows, bias, 0.0, 0.01)[0] < 0.5 * p.loss_and_grad(np.zeros((1, 4)), np.zeros(1), 0.0, 0.01)[0]
     )
@@ -107,3 +107,30 @@ def test_each_base_folder_weighs_as_much_as_a_taught_class_however_many_pictures
         refs = imprint.References(ref[idx], ref_logits[idx], folder[idx])
         heads.append(imprint.fit({"new": mine}, "extend", ("a", "b", "c"), base, (0.5, 0.5), None, refs))
     np.testing.assert_allclose(heads[0].rows, heads[1].rows, rtol=1e-4, atol=1e-5)
+
+
+def taken_share(fixed, taught, weight, view_weights, shift):
+    """Written out: the weighted share of samples whose view-averaged probabilities put a taught class first."""
+    taken = 0.0
+    for i in range(len(fixed)):
+        mean = 0.0
+        for v, vw in enumerate(view_weights):
+            z = np.concatenate([fixed[i, v], taught[i, v] + shift])
+            mean = mean + vw * np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        taken += weight[i] * (mean.argmax() >= fixed.shape[-1])
+    return taken / weight.sum()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.02, 0.1, 0.5])
+def test_the_budget_shift_is_the_largest_that_keeps_the_taught_classes_within_their_share(share):
+    """--base-cost: one shift of the taught biases, the largest at which the taught classes take at most `share`
+    of the (folder-weighted) base pictures."""
+    rng = np.random.default_rng(3)
+    fixed = rng.normal(size=(300, 2, 4)) * 3
+    taught = rng.normal(size=(300, 2, 2)) * 3 - 2
+    weight = rng.choice([1 / 50, 1 / 100, 1 / 150], 300)
+    vw = (0.5, 0.5)
+    shift = budget_shift(fixed, taught, weight, vw, share)
+    assert taken_share(fixed, taught, weight, vw, shift) <= share
+    assert taken_share(fixed, taught, weight, vw, shift + 0.01) > share
+    assert taken_share(fixed, taught, weight, vw, -shift) != taken_share(fixed, taught, weight, vw, shift)
