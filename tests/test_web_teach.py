@@ -308,13 +308,20 @@ def test_learn_in_extend_mode_uses_the_servers_base_pictures(serve, tmp_path):
 
     base_data = cifar_folder(tmp_path / "base", {name: name for name in ("cat", "dog", "airplane")}, 0, 10)
     fitted = {}
-    for name, options in (("imprinted", {}), ("fitted", {"base_data": base_data})):
+    for name, options in (("imprinted", {}), ("fitted", {"base_data": base_data, "base_cost": 10.0})):
         client = serve(**options)
         kittens = [(io.BytesIO(p.read_bytes()), p.name) for p in sorted(base_data.glob("cat/*"))]
         assert upload(client, "kitten", kittens).status_code == 200
         learned = client.post("/api/teach/learn", json={"mode": "extend"})
         assert learned.status_code == 200, learned.get_json()
-        head = metadata.load_info(tmp_path / "db" / "taught" / learned.get_json()["model"]).head
-        fitted[name] = head.rows is not None
+        info = metadata.load_info(tmp_path / "db" / "taught" / learned.get_json()["model"])
+        fitted[name] = info.head.rows is not None
+        # serve --base-cost: the share of the base pictures the new class may take, and the share it took
+        taken = learned.get_json()["base_taken"]
+        assert taken == info.metrics.get("taught_base_data_taken")
+        assert (taken is None) if name == "imprinted" else (0 < taken <= 0.10), taken
+        page = client.get("/teach", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+        said = f"takes {taken:.1%} of the base pictures" if taken is not None else "of the base pictures"
+        assert (said in page) == (name == "fitted"), page
         shutil.rmtree(tmp_path / "db")
     assert fitted == {"imprinted": False, "fitted": True}

@@ -77,6 +77,7 @@ class ServeConfig:
     mqtt: MqttSettings | None = None  # None: no --mqtt
     teach_data: Path | None = None  # None: teach/ beside the history database
     base_data: Path | None = None  # pictures of the base model's classes for Learn in extend mode
+    base_cost: float | None = None  # percent of them Learn's new classes may take; None: teach's default
     review_dir: Path | None = None  # the --collect folder of `run`; None: the Review page shows the history only
 
 
@@ -135,6 +136,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="pictures of the base model's own classes (<label>/<pictures>, e.g. its training folder): Learn in "
         "extend mode fits the new classes against them (as edgeclf teach --base-data). "
         "Without them a taught class takes many pictures of a similar base class",
+    )
+    parser.add_argument(
+        "--base-cost",
+        type=float,
+        metavar="PERCENT",
+        help="with --base-data: Learn's new classes may take at most this percent of those pictures (as edgeclf "
+        "teach --base-cost; default 1.5)",
     )
     parser.add_argument(
         "--review-dir",
@@ -228,6 +236,10 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
         parser.error("--max-pixels must be above 0")
     if args.history_max_live < 0:
         parser.error("--history-max-live must be 0 (no cap) or more")
+    if args.base_cost is not None and args.base_data is None:
+        parser.error("--base-cost needs --base-data: it is a share of those pictures")
+    if args.base_cost is not None and not 0 < args.base_cost < 100:
+        parser.error(f"--base-cost {args.base_cost:g}: must be above 0 and below 100 (percent)")
     camera = cameraopts.settings(parser, args)
     max_viewers = args.max_viewers
     if max_viewers is None:
@@ -263,6 +275,7 @@ def serve_config(parser: argparse.ArgumentParser, args: argparse.Namespace, envi
         mqtt=mqttopts.settings(parser, args, environ),  # a bad broker URL: one line, exit 1
         teach_data=args.teach_data,
         base_data=args.base_data,
+        base_cost=args.base_cost,
         review_dir=args.review_dir,
     )
 
@@ -289,7 +302,13 @@ def make_app(
     history = History(config.db or default_db(), max_live_rows=config.history_max_live)
     here = history.path.parent
     deploy = Deployer(shared, here / "models", model, config.labels, config.runtime)
-    teaching = Teaching(config.teach_data or here / "teach", here / "taught", deploy, base_data=config.base_data)
+    teaching = Teaching(
+        config.teach_data or here / "teach",
+        here / "taught",
+        deploy,
+        base_data=config.base_data,
+        base_cost=config.base_cost,
+    )
     feed = None
     if config.source:
         source = parse_source(config.source, config.camera)

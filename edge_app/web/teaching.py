@@ -49,6 +49,7 @@ class Learned:
     seconds: float
     taught_accuracy: float
     skipped: int
+    base_taken: float | None = None  # with --base-data: the share of those pictures the new classes take
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class Learned:
             "seconds": round(self.seconds, 2),
             "taught_accuracy": round(self.taught_accuracy, 4),
             "skipped": self.skipped,
+            "base_taken": None if self.base_taken is None else round(self.base_taken, 4),
         }
 
 
@@ -82,10 +84,17 @@ class Teaching:
     """The teach folder `root`, the taught models' folder, and the Deployer that puts them in force."""
 
     def __init__(
-        self, root: Path, taught: Path, deploy: Deployer, threads: int | None = None, base_data: Path | None = None
+        self,
+        root: Path,
+        taught: Path,
+        deploy: Deployer,
+        threads: int | None = None,
+        base_data: Path | None = None,
+        base_cost: float | None = None,
     ) -> None:
         self.root = root
         self.base_data = base_data  # pictures of the base's classes: extend fits against them (teach --base-data)
+        self.base_cost = base_cost  # percent of them the new classes may take (teach --base-cost)
         self.taught = taught
         self.deploy = deploy
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)  # the rest stay with the live loop
@@ -203,11 +212,19 @@ class Teaching:
             labels=base.labels,
             threads=self.threads,
             base_data=self.base_data if mode == "extend" else None,
+            base_cost=self.base_cost if mode == "extend" and self.base_data is not None else None,
         )
         result: TeachResult = teach(config)
         self.deploy.taught(out, base)
         self.last = Learned(
-            out.name, mode, result.labels, result.shots, result.seconds, result.taught_accuracy, result.skipped
+            out.name,
+            mode,
+            result.labels,
+            result.shots,
+            result.seconds,
+            result.taught_accuracy,
+            result.skipped,
+            result.base_taken,
         )
         return self.last
 
