@@ -186,7 +186,10 @@ def _fit(
     )
     # then one shift of their biases sets how many base pictures they may take (--base-cost)
     taught = ref_emb @ rows[fitted].T + bias[fitted]
-    bias[fitted] += budget_shift(logits[0], taught, references.weight, head.view_weights, references.cost)
+    try:
+        bias[fitted] += budget_shift(logits[0], taught, references.weight, head.view_weights, references.cost)
+    except ValueError as exc:
+        raise TeachError(f"{exc}, above --base-cost {references.cost:.1%}: give more pictures of each class") from None
     return replace(head, rows=rows.astype(np.float32), bias=bias.astype(np.float32))
 
 

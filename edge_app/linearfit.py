@@ -23,6 +23,10 @@ RATE = 0.05
 # cost to the base classes, 500 base pictures a class; 36.7 / 37.1 / 37.7% at 200 for 0.03 / 0.1 / 0.3)
 DECAY = 0.3
 SHIFT_LIMIT = 64.0  # logits: budget_shift looks for its shift in [-SHIFT_LIMIT, SHIFT_LIMIT]
+# logits the shift stays below the boundary it finds: the head is stored and scored in float32, which moves a
+# logit by far less, but enough to flip the picture at the boundary when the shift sits on it
+SHIFT_MARGIN = 1e-3
+SHARE_TOLERANCE = 1e-9  # a sum of weights may overshoot an exactly allowed share in its last bits
 
 
 class Problem:
@@ -115,7 +119,8 @@ def budget_shift(
 
     fixed_logits (n, views, fixed) and taught_logits (n, views, taught) of samples of the fixed classes (base
     pictures); weight (n,) each sample's share. A sample is taken when its view-averaged probabilities, as the
-    model averages them, put a taught class first. The share only grows with the shift, so it is bisected."""
+    model averages them, put a taught class first. The share only grows with the shift, so it is bisected.
+    ValueError if the taught classes take more than `share` even at the lowest shift."""
     per_view = np.asarray(view_weights, dtype=np.float64) / np.sum(view_weights)
     weight = weight.astype(np.float64) / weight.sum()
     fixed = fixed_logits.astype(np.float64)
@@ -130,12 +135,14 @@ def budget_shift(
         return float(weight[won].sum())
 
     low, high = -SHIFT_LIMIT, SHIFT_LIMIT
-    if taken(high) <= share:
+    if taken(low) > share + SHARE_TOLERANCE:
+        raise ValueError(f"the taught classes take {taken(low):.1%} of the base pictures even at the lowest shift")
+    if taken(high) <= share + SHARE_TOLERANCE:
         return high
     for _ in range(50):
         middle = (low + high) / 2
-        if taken(middle) <= share:
+        if taken(middle) <= share + SHARE_TOLERANCE:
             low = middle
         else:
             high = middle
-    return low
+    return low - SHIFT_MARGIN

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeclf.edge_app import imprint, metadata, preprocess, tflite_graph
-from edgeclf.edge_app.argtypes import rgb_triple
+from edgeclf.edge_app.argtypes import finite_float, rgb_triple
 from edgeclf.edge_app.classifier import Classifier, foreign_info
 from edgeclf.edge_app.cli import guarded
 from edgeclf.edge_app.contract import ModelInfo
@@ -277,7 +277,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--base-cost",
-        type=float,
+        type=finite_float,
         metavar="PERCENT",
         help=f"with --base-data: the classes taught now may take at most this percent of the --base-data pictures "
         f"(each folder weighing the same; default {imprint.COST * 100:g}). Higher wins more of the new classes' "

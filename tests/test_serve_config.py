@@ -52,7 +52,7 @@ def test_the_command_line_becomes_a_frozen_config(tmp_path):
         (["--port", "70000"], "check --port (0-65535)"),
         (["--base-cost", "2"], "--base-cost needs --base-data"),
         (["--base-data", "base", "--base-cost", "0"], "--base-cost 0: must be above 0 and below 100"),
-        (["--base-data", "base", "--base-cost", "nan"], "--base-cost nan: must be above 0 and below 100"),
+        (["--base-data", "base", "--base-cost", "nan"], "--base-cost: expected a finite number"),
     ],
 )
 def test_bad_values_are_usage_errors(argv, words, capsys):

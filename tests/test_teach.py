@@ -383,7 +383,7 @@ def test_base_cost_bounds_the_share_of_base_pictures_the_taught_classes_take(shi
         (["--mode", "extend", "--base-cost", "2"], "--base-cost needs --base-data"),
         (["--mode", "extend", "--base-data", str(base_data), "--base-cost", "0"], "--base-cost must be above 0"),
         (["--mode", "extend", "--base-data", str(base_data), "--base-cost", "100"], "and below 100, got 100"),
-        (["--mode", "extend", "--base-data", str(base_data), "--base-cost", "nan"], "and below 100, got nan"),
+        (["--mode", "extend", "--base-data", str(base_data), "--base-cost", "-5"], "and below 100, got -5"),
     ):
         out = str(tmp_path / "x.tflite")
         code = main([str(shipped_models["default"]), "--data", str(kittens), "--out", out, *argv])

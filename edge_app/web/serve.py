@@ -139,7 +139,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--base-cost",
-        type=float,
+        type=finite_float,
         metavar="PERCENT",
         help="with --base-data: Learn's new classes may take at most this percent of those pictures (as edgeclf "
         "teach --base-cost; default 1.5)",
