@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeclf.edge_app.head import view_probabilities
+
 STEPS = 300
 RATE = 0.05
 # L2 on the rows, relative to a loss whose weights sum to 1: picked on a validation split with the bias then set
@@ -121,16 +123,12 @@ def budget_shift(
     pictures); weight (n,) each sample's share. A sample is taken when its view-averaged probabilities, as the
     model averages them, put a taught class first. The share only grows with the shift, so it is bisected.
     ValueError if the taught classes take more than `share` even at the lowest shift."""
-    per_view = np.asarray(view_weights, dtype=np.float64) / np.sum(view_weights)
     weight = weight.astype(np.float64) / weight.sum()
     fixed = fixed_logits.astype(np.float64)
     taught = taught_logits.astype(np.float64)
 
     def taken(shift: float) -> float:
-        z = np.concatenate([fixed, taught + shift], axis=-1)
-        p = np.exp(z - z.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)
-        mean = np.einsum("nvc,v->nc", p, per_view)
+        mean = view_probabilities(np.concatenate([fixed, taught + shift], axis=-1), view_weights)
         won = mean[:, fixed.shape[-1] :].max(axis=1) > mean[:, : fixed.shape[-1]].max(axis=1)
         return float(weight[won].sum())
 

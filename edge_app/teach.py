@@ -56,6 +56,11 @@ class TeachConfig:
     base_shots: int = BASE_SHOTS
     base_cost: float | None = None  # percent; None: imprint.COST when --base-data is given
 
+    @property
+    def share(self) -> float:
+        """--base-cost as a share: of the --base-data pictures, what the taught classes may take."""
+        return imprint.COST if self.base_cost is None else self.base_cost / 100
+
 
 @dataclass(frozen=True)
 class Shots:
@@ -215,9 +220,8 @@ def _references(config: TeachConfig, exposed: Classifier, base_labels: tuple[str
         raise TeachError(f"--base-data folder(s) {', '.join(unknown)} are not classes of the base model")
     parts = [embed(exposed, images) for images in pictures.images.values()]
     folder = np.concatenate([np.full(len(images), i) for i, images in enumerate(pictures.images.values())])
-    cost = imprint.COST if config.base_cost is None else config.base_cost / 100
     return imprint.References(
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), folder, cost
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), folder, config.share
     )
 
 
@@ -302,8 +306,9 @@ def _main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         f"{config.out} knows {len(result.labels)} classes{skipped}"
     )
     if result.base_taken is not None:
-        cost = imprint.COST if config.base_cost is None else config.base_cost / 100
-        print(f"the taught classes take {result.base_taken:.1%} of the --base-data pictures (at most {cost:.1%})")
+        print(
+            f"the taught classes take {result.base_taken:.1%} of the --base-data pictures (at most {config.share:.1%})"
+        )
     print(
         f"accuracy on the taught pictures {result.taught_accuracy:.1%}; {result.seconds:.2f} s, "
         f"peak RSS {peak_rss_mb():.0f} MB"
