@@ -80,6 +80,19 @@ def _candidates(runtime: str | None, errors: list[str]) -> Iterator[tuple[type, 
     raise EdgeClfError(f"no TFLite runtime available ({'; '.join(errors)}); {hint}")
 
 
+def _read_model(path: Path) -> bytes:
+    """The model file's bytes, read once. A runtime given the path memory-maps the file, and a file
+    rewritten in place under a running process (a `cp` over it) then kills the process with SIGBUS."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"{path} is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read the model {path}: {exc.strerror or exc}") from None
+
+
 def load_interpreter(
     model_path: str | Path, runtime: str | None = None, threads: int | None = None, content: bytes | None = None
 ) -> tuple[Any, RuntimeInfo]:
@@ -90,14 +103,13 @@ def load_interpreter(
     interpreter is made) is one warning line and the next runtime is tried; a model that no runtime can
     read is a ModelLoadError."""
     path = Path(model_path)
-    if content is None and not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
+    if content is None:
+        content = _read_model(path)
     threads = threads or os.cpu_count() or 1
     errors: list[str] = []
     for cls, info in _candidates(runtime, errors):
         try:
-            source = {"model_path": str(path)} if content is None else {"model_content": content}
-            interpreter = cls(**source, num_threads=threads)
+            interpreter = cls(model_content=content, num_threads=threads)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:  # the model: a bad file is refused by every runtime
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

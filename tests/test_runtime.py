@@ -20,7 +20,7 @@ def broken_runtime(monkeypatch, error: BaseException) -> None:
     module = types.ModuleType("fake_broken_runtime")
 
     class Interpreter:
-        def __init__(self, model_path: str, num_threads: int = 1) -> None:
+        def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
             raise error
 
     module.Interpreter = Interpreter
@@ -55,3 +55,31 @@ def test_a_bad_model_is_not_blamed_on_the_runtime(tmp_path, monkeypatch):
     bad.write_bytes(b"not a flatbuffer at all" * 10)
     with pytest.raises(ModelLoadError, match="is not a usable .tflite model"):
         load_interpreter(bad)
+
+
+REWRITE_IN_PLACE = """
+import sys
+import numpy as np
+from edgeclf.edge_app.classifier import Classifier
+clf = Classifier(sys.argv[1], threads=1)
+frame = np.zeros((48, 64, 3), np.uint8)
+before = clf.classify(frame, top_k=1)
+with open(sys.argv[1], "r+b") as f:  # a user's `cp other.tflite model.tflite` under a running service
+    f.truncate(100)
+    f.write(b"x" * 5000)
+assert clf.classify(frame, top_k=1) == before
+print("still classifying")
+"""
+
+
+def test_a_model_file_rewritten_in_place_does_not_kill_the_process(shipped_models, tmp_path):
+    """The runtime used to memory-map the model: truncating the file under a running process killed it with
+    SIGBUS (exit -7) on the next frame. The model's bytes are read once, so the process keeps its model."""
+    import shutil
+    import subprocess
+
+    model = tmp_path / "model.tflite"
+    shutil.copy(shipped_models["default"], model)
+    done = subprocess.run([sys.executable, "-c", REWRITE_IN_PLACE, str(model)], capture_output=True, text=True)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "still classifying" in done.stdout
