@@ -15,6 +15,7 @@ import numpy as np
 from edgeclf.edge_app import metadata, preprocess
 from edgeclf.edge_app.contract import InputSpec, ModelInfo
 from edgeclf.edge_app.errors import MetadataError, ModelLoadError
+from edgeclf.edge_app.head import BACKGROUNDS, background_index
 from edgeclf.edge_app.labels import read_labels
 from edgeclf.edge_app.runtime import load_interpreter
 
@@ -22,7 +23,7 @@ from edgeclf.edge_app.runtime import load_interpreter
 # with scale 1/127.5 and zero point 128 receives as the raw pixel bytes.
 FOREIGN_MEAN = (127.5, 127.5, 127.5)
 FOREIGN_STD = (127.5, 127.5, 127.5)
-BACKGROUND = "background"
+BACKGROUND = BACKGROUNDS[0]
 FOREIGN = "foreign"  # architecture name given to models without edgeclf metadata
 
 
@@ -207,8 +208,7 @@ class Classifier:
     @property
     def background(self) -> int | None:
         """Index of a background class (never reported as a prediction), if the labels have one."""
-        first = self.labels[0].lower()
-        return 0 if first in (BACKGROUND, "???", "__background__") else None
+        return background_index(self.labels)
 
     def top_k(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs of one probability vector, background skipped."""

@@ -21,6 +21,12 @@ MODES = ("replace", "extend")
 IMPRINTED, FITTED = "imprint", "linearfit"
 METHODS = (IMPRINTED, FITTED)
 TEMPERATURE = 16.0  # logits = 16 x cosine: a clear margin of 0.2 in cosine is 96% against 4%
+BACKGROUNDS = ("background", "???", "__background__")  # TF-slim's extra first class, never a prediction
+
+
+def background_index(labels: tuple[str, ...] | list[str]) -> int | None:
+    """Index of a background class (never reported as a prediction), if the labels have one."""
+    return 0 if labels and labels[0].lower() in BACKGROUNDS else None
 
 
 def encode(array: np.ndarray) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeclf.edge_app.errors import TeachError
-from edgeclf.edge_app.head import Head, unit
+from edgeclf.edge_app.head import Head, background_index, unit
 from edgeclf.edge_app.linearfit import budget_shift, fit_rows
 from edgeclf.edge_app.tflite_graph import HeadSite
 
@@ -187,15 +187,22 @@ def _fit(
     # then one shift of their biases sets how many base pictures they may take (--base-cost)
     taught = ref_emb @ rows[fitted].T + bias[fitted]
     try:
-        bias[fitted] += budget_shift(logits[0], taught, references.weight, head.view_weights, references.cost)
+        bias[fitted] += budget_shift(
+            logits[0], taught, references.weight, head.view_weights, references.cost, background_index(head.base_labels)
+        )
     except ValueError as exc:
         raise TeachError(f"{exc}, above --base-cost {references.cost:.1%}: give more pictures of each class") from None
     return replace(head, rows=rows.astype(np.float32), bias=bias.astype(np.float32))
 
 
 def base_taken(head: Head, references: References, labels: list[str]) -> float:
-    """The share of the reference pictures (each folder weighing the same) that `head` gives to one of `labels`."""
-    predicted = np.array(head.all_labels)[head.probabilities(references.embedding, references.logits).argmax(axis=1)]
+    """The share of the reference pictures (each folder weighing the same) that `head` shows as one of `labels`
+    (a background class is never shown)."""
+    probs = head.probabilities(references.embedding, references.logits)
+    background = background_index(head.all_labels)
+    if background is not None:
+        probs[:, background] = -1.0
+    predicted = np.array(head.all_labels)[probs.argmax(axis=1)]
     weight = references.weight
     return float(weight[np.isin(predicted, labels)].sum() / weight.sum())
 

@@ -116,20 +116,23 @@ def budget_shift(
     weight: np.ndarray,
     view_weights: tuple[float, ...],
     share: float,
+    background: int | None = None,
 ) -> float:
     """The largest shift of every taught logit at which the taught classes take at most `share` of the samples.
 
     fixed_logits (n, views, fixed) and taught_logits (n, views, taught) of samples of the fixed classes (base
     pictures); weight (n,) each sample's share. A sample is taken when its view-averaged probabilities, as the
-    model averages them, put a taught class first. The share only grows with the shift, so it is bisected.
-    ValueError if the taught classes take more than `share` even at the lowest shift."""
+    model averages them, put a taught class first; a `background` fixed class (never reported) does not count
+    as first. The share only grows with the shift, so it is bisected. ValueError if the taught classes take
+    more than `share` even at the lowest shift."""
     weight = weight.astype(np.float64) / weight.sum()
     fixed = fixed_logits.astype(np.float64)
     taught = taught_logits.astype(np.float64)
+    shown = np.arange(fixed.shape[-1]) != background
 
     def taken(shift: float) -> float:
         mean = view_probabilities(np.concatenate([fixed, taught + shift], axis=-1), view_weights)
-        won = mean[:, fixed.shape[-1] :].max(axis=1) > mean[:, : fixed.shape[-1]].max(axis=1)
+        won = mean[:, fixed.shape[-1] :].max(axis=1) > mean[:, : fixed.shape[-1]][:, shown].max(axis=1)
         return float(weight[won].sum())
 
     low, high = -SHIFT_LIMIT, SHIFT_LIMIT

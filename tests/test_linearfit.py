@@ -171,3 +171,30 @@ def test_a_budget_that_cannot_be_met_is_one_line():
     taught = np.full((20, 1, 1), 200.0)
     with pytest.raises(ValueError, match="even at the lowest shift"):
         budget_shift(fixed, taught, np.ones(20), (1.0,), 0.05)
+
+
+def test_a_background_class_is_never_counted_as_winning_a_base_picture():
+    """TF-slim bases have 1,001 outputs, the first a "background" class that the runtime never reports: a
+    picture whose first class is background and second a taught class shows the taught class. The share of
+    base pictures the taught classes take is counted that way, in budget_shift and in base_taken."""
+    from edgeclf.edge_app import imprint
+
+    rng = np.random.default_rng(5)
+    folders, per, dim = 5, 40, 16
+    ref = (rng.normal(size=(folders * per, 2, dim)) + 0.5).astype(np.float32)
+    ref_logits = (rng.normal(size=(folders * per, 2, folders)) * 3).astype(np.float32)
+    ref_logits[..., 0] += 12.0  # background first on every base picture
+    refs = imprint.References(ref, ref_logits, np.repeat(np.arange(folders), per), 0.05)
+    shots = {
+        name: ((rng.normal(size=(6, 2, dim)) + offset).astype(np.float32), rng.normal(size=(6, 2, folders)) * 3)
+        for name, offset in (("a", 1.0), ("b", -1.0))
+    }
+    labels = ("background", "w", "x", "y", "z")
+    head = imprint.fit(shots, "extend", labels, imprint.BaseHead(3.0, 0.0), (0.5, 0.5), None, refs)
+    probs = head.probabilities(ref, ref_logits)
+    probs[:, 0] = -1.0  # as Classifier.top_k: background is never a prediction
+    shown = np.array(head.all_labels)[probs.argmax(axis=1)]
+    weight = refs.weight / refs.weight.sum()
+    share = float(weight[np.isin(shown, ["a", "b"])].sum())
+    assert 0.0 < share <= 0.05 + 1e-9
+    assert imprint.base_taken(head, refs, ["a", "b"]) == pytest.approx(share)
