@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeclf.edge_app import cameraopts, logs, malloc, mqttopts, notify
+from edgeclf.edge_app import cameraopts, imprint, logs, malloc, mqttopts, notify
 from edgeclf.edge_app.argtypes import finite_float
 from edgeclf.edge_app.cli import guarded
 from edgeclf.edge_app.errors import EdgeClfError, require
@@ -142,7 +142,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         type=finite_float,
         metavar="PERCENT",
         help="with --base-data: Learn's new classes may take at most this percent of those pictures (as edgeclf "
-        "teach --base-cost; default 1.5)",
+        f"teach --base-cost; default {imprint.COST * 100:g})",
     )
     parser.add_argument(
         "--review-dir",
